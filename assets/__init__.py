@@ -1,0 +1,1 @@
+"""Dagster assets, one module per stage. Thin: read inputs, call mtashift functions, write, report."""
