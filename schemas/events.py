@@ -76,7 +76,10 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "mta": (pl.String(), "`pmta` or `kumo`"),
     "event_type": (pl.String(), "canonical type, one of EVENT_TYPES"),
     "raw_type": (pl.String(), "the source record type as written (`d`, `tq`, `Delivery`, ...)"),
-    "event_time": (UTC_TS, "when the event happened (PowerMTA timeLogged, KumoMTA event_time/timestamp), UTC"),
+    "event_time": (
+        UTC_TS,
+        "when the event happened (PowerMTA timeLogged, KumoMTA event_time/timestamp), UTC",
+    ),
     "queued_time": (UTC_TS, "when the message was queued (timeQueued, created_time/created), UTC"),
     "sender": (pl.String(), "envelope sender (orig / sender)"),
     "sender_domain": (pl.String(), "domain of sender, lower-case, IDNA"),
@@ -85,7 +88,10 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "pool": (pl.String(), "VMTA pool / egress pool"),
     "source": (pl.String(), "VMTA / egress source"),
     "source_ip": (pl.String(), "local source IP (dlvSourceIp / source_address ip)"),
-    "mx_host": (pl.String(), "remote MTA host name (dsnMta host / peer_address.name), lower-case, no trailing dot"),
+    "mx_host": (
+        pl.String(),
+        "remote MTA host name (dsnMta host / peer_address.name), lower-case, no trailing dot",
+    ),
     "mx_ip": (pl.String(), "remote MTA IP (dsnMta ip / peer_address.addr)"),
     "smtp_code": (pl.Int16(), "SMTP reply code (dsnDiag `smtp;NNN` / response.code)"),
     "enhanced_status": (pl.String(), "enhanced status `x.y.z`"),

@@ -1,0 +1,94 @@
+"""The per-kind ingest registry the landing assets drive: one function per landing kind.
+
+Each function reads one landing file, writes its canonical rows and its quarantine atomically, and
+returns counts that reconcile: lines_read == rows + quarantined + duplicates + other_lines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from mtashift.lake import Lake
+
+
+def _as_dict(stats: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(stats):
+        return dataclasses.asdict(stats)  # type: ignore[arg-type]
+    return dict(stats)
+
+
+def _normalise(stats: dict[str, Any]) -> dict[str, Any]:
+    rows = stats.get("rows", stats.get("events"))
+    return {
+        "lines_read": stats.get("lines_read", stats.get("records_read")),
+        "rows": rows,
+        "quarantined": stats.get("quarantined", 0),
+        "duplicates": stats.get("duplicates", 0),
+        "other_lines": stats.get("other_lines", 0),
+        "extra": {k: v for k, v in stats.items() if isinstance(v, int | float | str | bool) and k not in {
+            "lines_read", "rows", "quarantined", "duplicates", "other_lines"}},
+    }
+
+
+def ingest_pmta(path: Path, *, rel_path: str, events_out: Path, quarantine_out: Path) -> dict[str, Any]:
+    from mtashift.ingest.pmta import ingest_pmta_file
+
+    parts = rel_path.split("/")
+    node = parts[1] if len(parts) > 2 else None
+    stats = ingest_pmta_file(path, rel_path=rel_path, node=node, events_out=events_out, quarantine_out=quarantine_out)
+    return _normalise(_as_dict(stats))
+
+
+def ingest_kumo(
+    path: Path, *, rel_path: str, events_out: Path, quarantine_out: Path, include_open: bool = False
+) -> dict[str, Any]:
+    from mtashift.ingest.kumo import ingest_kumo_file
+
+    stats = ingest_kumo_file(
+        path, rel_path=rel_path, include_open=include_open, events_out=events_out, quarantine_out=quarantine_out
+    )
+    return _normalise(_as_dict(stats))
+
+
+@dataclass(frozen=True)
+class Ingestor:
+    fn: Callable[..., dict[str, Any]]
+    skips_open: bool
+    takes_include_open: bool
+
+    def kwargs(self, *, include_open: bool) -> Callable[[Any], dict[str, Any]] | None:
+        if not self.takes_include_open:
+            return None
+        return lambda _f: {"include_open": include_open}
+
+
+INGESTORS: dict[str, Ingestor] = {
+    "pmta": Ingestor(fn=ingest_pmta, skips_open=False, takes_include_open=False),
+    "kumo": Ingestor(fn=ingest_kumo, skips_open=True, takes_include_open=True),
+}
+
+
+def reconcile_file_stats(*, lake: Lake, manifest: pl.DataFrame) -> pl.DataFrame:
+    """Loaded files whose counts do not reconcile, or whose files on disk disagree with the manifest."""
+    bad: list[dict[str, Any]] = []
+    for r in manifest.iter_rows(named=True):
+        parts = (r["rows"] or 0) + (r["quarantined"] or 0) + (r["duplicates"] or 0) + (r["other_lines"] or 0)
+        raw_rows = pl.scan_parquet(lake.root / r["raw_path"]).select(pl.len()).collect().item() if r["raw_path"] else 0
+        qp = lake.root / r["quarantine_path"] if r["quarantine_path"] else None
+        q_rows = pl.scan_parquet(qp).select(pl.len()).collect().item() if qp and qp.exists() else 0
+        problems = []
+        if r["lines_read"] != parts:
+            problems.append(f"lines_read {r['lines_read']} != parts {parts}")
+        if raw_rows != (r["rows"] or 0):
+            problems.append(f"raw file has {raw_rows} rows, manifest says {r['rows']}")
+        if q_rows != (r["quarantined"] or 0):
+            problems.append(f"quarantine file has {q_rows} rows, manifest says {r['quarantined']}")
+        if problems:
+            bad.append({"path": r["path"], "problems": "; ".join(problems)})
+    return pl.DataFrame(bad, schema={"path": pl.String, "problems": pl.String})

@@ -1,0 +1,268 @@
+"""The ingest manifest: which landing file was loaded, as what, with what counts.
+
+It makes re-ingest idempotent: an unchanged file (same path, size, mtime) is not read again; the same
+content under another name is recorded as a duplicate and not loaded; a file that changed under the same
+path (still being written) is re-read whole and replaces its earlier raw rows, so nothing is doubled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from mtashift.lake import Lake, write_parquet
+from mtashift.landing import LandingFile
+
+MANIFEST_SCHEMA = pl.Schema(
+    {
+        "kind": pl.String(),
+        "path": pl.String(),
+        "file_key": pl.String(),
+        "size": pl.Int64(),
+        "mtime_ns": pl.Int64(),
+        "sha256": pl.String(),
+        "status": pl.String(),  # loaded | duplicate | skipped_open | failed
+        "duplicate_of": pl.String(),
+        "lines_read": pl.Int64(),
+        "rows": pl.Int64(),
+        "quarantined": pl.Int64(),
+        "duplicates": pl.Int64(),
+        "other_lines": pl.Int64(),
+        "first_event_time": pl.Datetime("us", "UTC"),
+        "last_event_time": pl.Datetime("us", "UTC"),
+        "days": pl.List(pl.String()),
+        "days_touched": pl.List(pl.String()),
+        "raw_path": pl.String(),
+        "quarantine_path": pl.String(),
+        "detail": pl.String(),
+        "batch_id": pl.String(),
+        "ingested_at": pl.Datetime("us", "UTC"),
+    }
+)
+
+# What an ingest function reports for one file. `lines_read == rows + quarantined + duplicates + other_lines`
+# must hold (other_lines: header lines, blank lines, partial tails left for a later read).
+IngestFn = Callable[..., dict[str, Any]]
+
+
+def file_key(rel: str) -> str:
+    return hashlib.sha256(rel.encode()).hexdigest()[:20]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_path(lake: Lake, kind: str) -> Path:
+    return lake.manifest / f"{kind}.parquet"
+
+
+def load(lake: Lake, kind: str) -> pl.DataFrame:
+    p = manifest_path(lake, kind)
+    if not p.exists():
+        return pl.DataFrame(schema=MANIFEST_SCHEMA)
+    return pl.read_parquet(p).select(MANIFEST_SCHEMA.names()).cast(MANIFEST_SCHEMA)  # type: ignore[arg-type]
+
+
+def load_all(lake: Lake) -> pl.DataFrame:
+    frames = [load(lake, p.stem) for p in sorted(lake.manifest.glob("*.parquet"))] if lake.manifest.exists() else []
+    return pl.concat(frames) if frames else pl.DataFrame(schema=MANIFEST_SCHEMA)
+
+
+@dataclass
+class Plan:
+    """What to do with each landing file of one kind."""
+
+    to_read: list[LandingFile] = field(default_factory=list)
+    duplicates: list[tuple[LandingFile, str, str]] = field(default_factory=list)  # file, sha, original path
+    skipped_open: list[LandingFile] = field(default_factory=list)
+    unchanged: list[LandingFile] = field(default_factory=list)
+    shas: dict[str, str] = field(default_factory=dict)
+
+
+def plan(files: Sequence[LandingFile], manifest: pl.DataFrame, *, skip_open: bool) -> Plan:
+    known = {r["path"]: r for r in manifest.iter_rows(named=True)}
+    loaded_by_sha = {r["sha256"]: r["path"] for r in known.values() if r["status"] == "loaded"}
+    out = Plan()
+    for f in files:
+        prev = known.get(f.rel)
+        if skip_open and f.writable:
+            if prev is None or prev["status"] == "skipped_open":
+                out.skipped_open.append(f)
+            else:
+                out.unchanged.append(f)
+            continue
+        if prev is not None and prev["size"] == f.size and prev["mtime_ns"] == f.mtime_ns and prev["status"] != "skipped_open":
+            out.unchanged.append(f)
+            continue
+        sha = sha256_file(f.path)
+        out.shas[f.rel] = sha
+        if prev is not None and prev["sha256"] == sha and prev["status"] in {"loaded", "duplicate"}:
+            out.unchanged.append(f)  # touched but identical
+            continue
+        original = loaded_by_sha.get(sha)
+        if original is not None and original != f.rel:
+            out.duplicates.append((f, sha, original))
+            continue
+        loaded_by_sha[sha] = f.rel
+        out.to_read.append(f)
+    return out
+
+
+def _days_of(raw_path: Path) -> tuple[list[str], datetime | None, datetime | None]:
+    if not raw_path.exists():
+        return [], None, None
+    lf = pl.scan_parquet(raw_path).select("event_time").drop_nulls()
+    agg = lf.select(
+        pl.col("event_time").dt.date().unique().sort().cast(pl.String).implode().alias("days"),
+        pl.col("event_time").min().alias("first"),
+        pl.col("event_time").max().alias("last"),
+    ).collect()
+    row = agg.row(0, named=True)
+    return list(row["days"] or []), row["first"], row["last"]
+
+
+def _run_one(args: tuple[IngestFn, LandingFile, str, Path, Path, dict[str, Any]]) -> dict[str, Any]:
+    fn, f, rel, events_out, quarantine_out, kwargs = args
+    try:
+        stats = fn(f.path, rel_path=rel, events_out=events_out, quarantine_out=quarantine_out, **kwargs)
+        return {"ok": True, **stats}
+    except Exception as exc:  # one broken file must not stop the others; it is reported as failed
+        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+
+
+def ingest(
+    *,
+    kind: str,
+    files: Sequence[LandingFile],
+    lake: Lake,
+    fn: IngestFn,
+    batch_id: str,
+    skip_open: bool = False,
+    fn_kwargs: Callable[[LandingFile], dict[str, Any]] | None = None,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> pl.DataFrame:
+    """Bring the raw layer of one landing kind up to date. Returns the manifest rows written this batch."""
+    manifest = load(lake, kind)
+    p = plan(files, manifest, skip_open=skip_open)
+    now = datetime.now(UTC).replace(microsecond=0)
+    prev = {r["path"]: r for r in manifest.iter_rows(named=True)}
+    new_rows: list[dict[str, Any]] = []
+
+    jobs = []
+    for f in p.to_read:
+        key = file_key(f.rel)
+        jobs.append(
+            (
+                fn,
+                f,
+                f.rel,
+                lake.raw_dir(kind) / f"{key}.parquet",
+                lake.quarantine / kind / f"{key}.parquet",
+                fn_kwargs(f) if fn_kwargs else {},
+            )
+        )
+    results: list[dict[str, Any]] = []
+    if jobs:
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for i, r in enumerate(pool.map(_run_one, jobs)):
+                    results.append(r)
+                    if progress:
+                        progress(i + 1, len(jobs))
+        else:
+            for i, job in enumerate(jobs):
+                results.append(_run_one(job))
+                if progress:
+                    progress(i + 1, len(jobs))
+
+    for job, r in zip(jobs, results, strict=True):
+        _fn, f, rel, events_out, quarantine_out, _kw = job
+        days, first, last = _days_of(events_out) if r["ok"] else ([], None, None)
+        old_days = list((prev.get(rel) or {}).get("days") or [])
+        new_rows.append(
+            {
+                "kind": kind,
+                "path": rel,
+                "file_key": file_key(rel),
+                "size": f.size,
+                "mtime_ns": f.mtime_ns,
+                "sha256": p.shas[rel],
+                "status": "loaded" if r["ok"] else "failed",
+                "duplicate_of": None,
+                "lines_read": r.get("lines_read"),
+                "rows": r.get("rows"),
+                "quarantined": r.get("quarantined"),
+                "duplicates": r.get("duplicates", 0),
+                "other_lines": r.get("other_lines", 0),
+                "first_event_time": first,
+                "last_event_time": last,
+                "days": days,
+                "days_touched": sorted(set(days) | set(old_days)),
+                "raw_path": str(events_out.relative_to(lake.root)) if r["ok"] else None,
+                "quarantine_path": str(quarantine_out.relative_to(lake.root)) if r["ok"] else None,
+                "detail": r.get("detail") or (json.dumps(r["extra"], sort_keys=True) if r.get("extra") else None),
+                "batch_id": batch_id,
+                "ingested_at": now,
+            }
+        )
+    for f, sha, original in p.duplicates:
+        if (prev.get(f.rel) or {}).get("sha256") == sha:
+            continue
+        new_rows.append(
+            {
+                "kind": kind, "path": f.rel, "file_key": file_key(f.rel), "size": f.size, "mtime_ns": f.mtime_ns,
+                "sha256": sha, "status": "duplicate", "duplicate_of": original, "lines_read": None, "rows": 0,
+                "quarantined": 0, "duplicates": 0, "other_lines": 0, "first_event_time": None, "last_event_time": None,
+                "days": [], "days_touched": [], "raw_path": None, "quarantine_path": None,
+                "detail": f"same content as {original}", "batch_id": batch_id, "ingested_at": now,
+            }
+        )  # fmt: skip
+    for f in p.skipped_open:
+        if (prev.get(f.rel) or {}).get("status") == "skipped_open" and prev[f.rel]["size"] == f.size:
+            continue
+        new_rows.append(
+            {
+                "kind": kind, "path": f.rel, "file_key": file_key(f.rel), "size": f.size, "mtime_ns": f.mtime_ns,
+                "sha256": None, "status": "skipped_open", "duplicate_of": None, "lines_read": None, "rows": 0,
+                "quarantined": 0, "duplicates": 0, "other_lines": 0, "first_event_time": None, "last_event_time": None,
+                "days": [], "days_touched": [], "raw_path": None, "quarantine_path": None,
+                "detail": "segment still open (write bit set); read once complete", "batch_id": batch_id,
+                "ingested_at": now,
+            }
+        )  # fmt: skip
+
+    if not new_rows:
+        return pl.DataFrame(schema=MANIFEST_SCHEMA)
+    batch = pl.DataFrame(new_rows, schema=MANIFEST_SCHEMA)
+    merged = (
+        pl.concat([manifest.filter(~pl.col("path").is_in(batch["path"].implode())), batch])
+        .sort("path")
+    )
+    write_parquet(merged, manifest_path(lake, kind))
+    return batch
+
+
+def loaded_files_for_day(lake: Lake, day: str) -> pl.DataFrame:
+    """Manifest rows of loaded files whose events touch ``day``."""
+    m = load_all(lake)
+    return m.filter((pl.col("status") == "loaded") & pl.col("days").list.contains(day)).sort("path")
+
+
+def days_touched(batch: pl.DataFrame) -> list[str]:
+    if batch.is_empty():
+        return []
+    return sorted(set(batch.select(pl.col("days_touched").explode().drop_nulls()).to_series().to_list()))
