@@ -107,6 +107,19 @@ def sql(
 
 
 @app.command()
+def report(lake: Annotated[Path, typer.Option(help="lake folder")] = Path("demo/lake")) -> None:
+    """Re-render the reports from the catalog without recomputing anything."""
+    from mtashift import catalog as duck_catalog
+    from mtashift.lake import Lake
+    from mtashift.reports.spec import render_all
+
+    lk = Lake.at(lake)
+    duck_catalog.refresh(lk)
+    for name, path in render_all(lk).items():
+        console.print(f"{name}: {path}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="where the demo estate and lake go")] = Path("demo"),
     days: Annotated[int, typer.Option()] = 14,

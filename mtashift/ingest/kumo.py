@@ -1,0 +1,1018 @@
+"""KumoMTA log ingest: zstd JSONL segments, plain/zstd JSONL files and webhook captures -> canonical events.
+
+The field and record-type mapping, the event_id key and the counting rules are documented in
+``schemas/docs/kumo_mapping.md``; this module implements exactly that document.
+
+How it works (and why):
+
+* A file is decompressed as a stream (``zstandard`` decompressobj, frame by frame) into chunks of whole
+  lines, so memory stays bounded whatever the segment size. The stream state is tracked explicitly because
+  a truncated zstd stream raises nothing: it just stops producing output.
+* Each chunk becomes an Arrow string array over the decompressed buffer (zero-copy, line offsets found with
+  numpy) and DuckDB does the per-record work in C++: one ``json_transform`` per record for the mapped
+  fields, ``json_merge_patch`` to drop the mapped keys and keep every other field verbatim as ``extra``,
+  ``unnest`` for recipient arrays and ``md5`` for the event_id. Per-record Python is only used for the rare
+  cases (JSON arrays, quarantined lines, non-ASCII domains).
+* Output is streamed chunk by chunk into one Parquet file per landing file (row group per chunk), written
+  to a temporary name and renamed, so a partial file is never visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import IO, Literal
+
+import duckdb
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from mtashift.lake import PARQUET_COMPRESSION, atomic_path
+from schemas.events import EVENT_SCHEMA, KUMO_RECORD_TYPES
+from schemas.quarantine import QUARANTINE_SCHEMA
+
+KumoKind = Literal["segment", "jsonl", "webhook"]
+
+SOURCE_KIND = "kumo"
+MTA = "kumo"
+
+# kumod names a segment after the UTC time it was opened (`%Y%m%d-%H%M%S%.f`) plus an optional per-record
+# suffix such as `_recv`; there is no extension.
+SEGMENT_NAME_RE = re.compile(r"^\d{8}-\d{6}(?:\.\d+)?(?:_[A-Za-z0-9_.-]+)?$")
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+UTF8_BOM = b"\xef\xbb\xbf"
+
+# Records whose peer_address is the connecting client (EHLO name, client IP), not a remote MX. For these the
+# peer stays in `extra` and mx_host/mx_ip are null, as for PowerMTA `r`/`f` rows.
+INBOUND_TYPES: tuple[str, ...] = ("Reception", "Rejection", "Feedback", "XferIn")
+
+# Meta keys (in this order) that carry a job id, then header names.
+JOB_META_KEYS: tuple[str, ...] = ("job_id", "jobId", "x-job", "X-Job")
+JOB_HEADER_KEYS: tuple[str, ...] = ("X-Job", "x-job")
+
+DEFAULT_CHUNK_BYTES = 48 << 20  # decompressed bytes per processing chunk
+READ_SIZE = 256 << 10  # compressed bytes fed to the decoder per call
+DOCUMENT_LIMIT = 512 << 20  # largest pretty-printed JSON document (whole-file array) we parse in memory
+SALVAGE_STEP = 4096  # compressed bytes per step when re-decoding a damaged frame
+
+
+# --------------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KumoFileStats:
+    """Counts for one landing file; see kumo_mapping.md "Counting" for the exact definitions.
+
+    Invariants (tested):
+      records_read == records_ok + quarantined
+      lines_read + fanout == events + duplicates + quarantined + other_lines
+    """
+
+    source_file: str
+    kind: str
+    open_segment: bool = False  # the write bit was set when the file was read
+    skipped_open: bool = False  # open segment not read (include_open=False); nothing was written
+    lines_read: int = 0  # physical lines seen (a whole-file JSON document counts as one)
+    other_lines: int = 0  # blank lines, empty JSON arrays, the partial tail of an open segment
+    records_read: int = 0  # JSON values taken as records (array elements count one each) + broken lines
+    records_ok: int = 0  # records that produced events
+    quarantined: int = 0  # quarantine rows written
+    events: int = 0  # event rows written (after in-file de-duplication)
+    duplicates: int = 0  # event rows dropped because the same event_id occurred earlier in the file
+    fanout: int = 0  # extra units created by arrays and multi-recipient records (see docs)
+    partial_tail_bytes: int = 0  # bytes after the last newline of an open segment, left for a later read
+    truncated: bool = False  # the compressed stream ended early or was corrupt
+    decompressed_bytes: int = 0
+    document_mode: bool = False  # the file was one pretty-printed JSON document (object or array)
+    first_event_time: datetime | None = None
+    last_event_time: datetime | None = None
+    days: list[str] = field(default_factory=list)  # UTC days of the events written
+
+    @property
+    def rows(self) -> int:
+        return self.events
+
+
+@dataclass(frozen=True)
+class KumoFileJob:
+    """One file for :func:`ingest_kumo_files`."""
+
+    path: Path
+    rel_path: str
+    events_out: Path
+    quarantine_out: Path
+    kind: KumoKind | None = None
+
+
+def classify_kumo_path(rel_path: str) -> KumoKind:
+    """`segment` (kumod log segment), `webhook` (capture under a `webhooks/` folder) or `jsonl`."""
+    parts = rel_path.replace("\\", "/").split("/")
+    name = parts[-1]
+    if "webhooks" in parts[:-1]:
+        return "webhook"
+    if SEGMENT_NAME_RE.match(name):
+        return "segment"
+    return "jsonl"
+
+
+def is_open_segment(path: Path) -> bool:
+    """True when any write bit is set: kumod removes them when it closes a segment."""
+    return bool(os.stat(path).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def parse_kumo_file(
+    path: Path,
+    *,
+    rel_path: str,
+    kind: KumoKind | None = None,
+    include_open: bool = False,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    threads: int | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, KumoFileStats]:
+    """Read one file into (events in EVENT_SCHEMA, quarantine in QUARANTINE_SCHEMA, stats) without writing."""
+    sink = _MemorySink()
+    stats = _run(
+        Path(path), rel_path=rel_path, kind=kind, include_open=include_open, sink=sink, chunk_bytes=chunk_bytes,
+        threads=threads,
+    )
+    return sink.events(), sink.quarantine(), stats
+
+
+def ingest_kumo_file(
+    path: Path,
+    *,
+    rel_path: str,
+    kind: KumoKind | None = None,
+    include_open: bool = False,
+    events_out: Path,
+    quarantine_out: Path,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    threads: int | None = None,
+) -> KumoFileStats:
+    """Read one file and write its events and quarantine Parquet files atomically (both always written).
+
+    An open segment (write bit set) is skipped unless ``include_open``: nothing is written and the stats say
+    ``skipped_open``.
+    """
+    with _ParquetSink(Path(events_out), Path(quarantine_out)) as sink:
+        stats = _run(
+            Path(path), rel_path=rel_path, kind=kind, include_open=include_open, sink=sink,
+            chunk_bytes=chunk_bytes, threads=threads,
+        )
+        if stats.skipped_open:
+            sink.abort()
+    return stats
+
+
+def ingest_kumo_files(
+    jobs: Sequence[KumoFileJob],
+    *,
+    include_open: bool = False,
+    workers: int = 2,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> list[KumoFileStats]:
+    """Ingest many files, spread over ``workers`` processes (largest first); stats in the order of ``jobs``."""
+    if not jobs:
+        return []
+    if workers <= 1 or len(jobs) == 1:
+        return [_ingest_job(j, include_open, chunk_bytes, None) for j in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: -_size(jobs[i].path))
+    results: list[KumoFileStats | None] = [None] * len(jobs)
+    # spawn, not fork: DuckDB and polars keep thread pools that a forked child must not inherit.
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as ex:
+        futures = {i: ex.submit(_ingest_job, jobs[i], include_open, chunk_bytes, 1) for i in order}
+        for i, fut in futures.items():
+            results[i] = fut.result()
+    return [r for r in results if r is not None]
+
+
+# --------------------------------------------------------------------------------------------------
+# decompression
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _StreamEnd:
+    status: Literal["complete", "truncated", "corrupt"] = "complete"
+    detail: str = ""
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _zstd_pieces(fh: IO[bytes], end: _StreamEnd) -> Iterator[bytes]:
+    """Decompressed output of a (multi-frame) zstd stream; ``end`` says how the stream ended.
+
+    The decoder emits a block only once it is complete, so a stream cut short simply stops; we detect it by
+    a frame that received input but never reached its end. On a decoding error the damaged frame is decoded
+    again in small steps to recover every block before the damage.
+    """
+    dctx = zstandard.ZstdDecompressor()
+    dobj = dctx.decompressobj()
+    fed = False
+    frame_start = 0  # file offset of the current frame
+    frame_out = 0  # bytes already emitted for the current frame
+    pending = b""
+    pending_pos = 0  # file offset of pending[0]
+    while True:
+        if not pending:
+            pending_pos = fh.tell()
+            pending = fh.read(READ_SIZE)
+            if not pending:
+                break
+        try:
+            out = dobj.decompress(pending)
+        except zstandard.ZstdError as exc:
+            yield from _salvage_frame(fh, frame_start, frame_out)
+            end.status, end.detail = "corrupt", f"zstd decoding error: {exc}"
+            return
+        fed = True
+        if out:
+            frame_out += len(out)
+            yield out
+        if dobj.eof:
+            unused = dobj.unused_data
+            consumed = len(pending) - len(unused)
+            frame_start = pending_pos + consumed
+            pending, pending_pos = unused, pending_pos + consumed
+            dobj, fed, frame_out = dctx.decompressobj(), False, 0
+        else:
+            pending = b""
+    if fed and not dobj.eof:
+        end.status, end.detail = "truncated", "zstd stream ends inside a frame"
+
+
+def _salvage_frame(fh: IO[bytes], frame_start: int, already: int) -> Iterator[bytes]:
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    fh.seek(frame_start)
+    skip = already
+    while True:
+        piece = fh.read(SALVAGE_STEP)
+        if not piece:
+            return
+        try:
+            out = dobj.decompress(piece)
+        except zstandard.ZstdError:
+            return
+        if skip:
+            cut = min(skip, len(out))
+            out, skip = out[cut:], skip - cut
+        if out:
+            yield out
+        if dobj.eof:
+            return
+
+
+def _plain_pieces(fh: IO[bytes]) -> Iterator[bytes]:
+    while piece := fh.read(4 << 20):
+        yield piece
+
+
+def _open_pieces(fh: IO[bytes], end: _StreamEnd) -> Iterator[bytes]:
+    head = fh.read(4)
+    fh.seek(0)
+    if head == ZSTD_MAGIC:
+        return _zstd_pieces(fh, end)
+    return _plain_pieces(fh)
+
+
+# --------------------------------------------------------------------------------------------------
+# the per-chunk SQL
+# --------------------------------------------------------------------------------------------------
+
+_TRANSFORM = {
+    "type": "VARCHAR",
+    "id": "VARCHAR",
+    "sender": "VARCHAR",
+    "recipient": "JSON",
+    "queue": "VARCHAR",
+    "size": "BIGINT",
+    "response": {
+        "code": "INTEGER",
+        "enhanced_code": {"class": "INTEGER", "subject": "INTEGER", "detail": "INTEGER"},
+        "content": "VARCHAR",
+    },
+    "peer_address": {"name": "VARCHAR", "addr": "VARCHAR"},
+    "timestamp": "BIGINT",
+    "event_time": "VARCHAR",
+    "created": "BIGINT",
+    "created_time": "VARCHAR",
+    "num_attempts": "INTEGER",
+    "bounce_classification": "VARCHAR",
+    "egress_pool": "VARCHAR",
+    "egress_source": "VARCHAR",
+    "source_address": {"address": "VARCHAR"},
+    "meta": {k: "VARCHAR" for k in JOB_META_KEYS},
+    "headers": {k: "VARCHAR" for k in JOB_HEADER_KEYS},
+    "nodeid": "VARCHAR",
+    "tls_cipher": "VARCHAR",
+    "tls_protocol_version": "VARCHAR",
+    "session_id": "VARCHAR",
+}
+
+# Keys whose value is fully carried by canonical columns and therefore removed from `extra`.
+_MAPPED_KEYS: tuple[str, ...] = (
+    "type", "id", "sender", "recipient", "size", "num_attempts", "bounce_classification", "egress_pool",
+    "egress_source", "nodeid", "tls_cipher", "tls_protocol_version", "timestamp", "created",
+)  # fmt: skip
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _build_sql() -> str:
+    transform = _sql_str(json.dumps(_TRANSFORM, separators=(",", ":")))
+    type_case = " ".join(f"WHEN {_sql_str(k)} THEN {_sql_str(v)}" for k, v in KUMO_RECORD_TYPES.items())
+    inbound = ", ".join(_sql_str(t) for t in INBOUND_TYPES)
+    job = ", ".join(
+        [f"j.meta.{_ident(k)}" for k in JOB_META_KEYS] + [f"j.headers.{_ident(k)}" for k in JOB_HEADER_KEYS]
+    )
+    patch_head = _sql_str("{" + ",".join(f'"{k}":null' for k in _MAPPED_KEYS))
+    ws = "chr(32) || chr(9) || chr(13) || chr(10)"
+    max_epoch = 253402300799  # 9999-12-31T23:59:59Z
+    return f"""
+WITH src AS (
+    SELECT line_no, byte_offset, rec_index, txt, TRY(json_transform(txt, {transform})) AS j
+    FROM lines
+),
+c AS (
+    SELECT *,
+        CASE WHEN j.type IS NULL OR j.type = '' THEN
+            CASE WHEN NOT json_valid(txt) THEN
+                     CASE WHEN trim(txt, {ws}) = '' THEN 'blank' ELSE 'invalid_json' END
+                 WHEN json_type(txt) = 'ARRAY' THEN 'array'
+                 ELSE 'not_a_record' END
+        END AS r0,
+        TRY_CAST(j.event_time AS TIMESTAMPTZ) AS et_tz,
+        CASE WHEN j.timestamp BETWEEN -{max_epoch} AND {max_epoch} THEN to_timestamp(j.timestamp) END AS ts_tz,
+        TRY_CAST(j.created_time AS TIMESTAMPTZ) AS ct_tz,
+        CASE WHEN j.created BETWEEN -{max_epoch} AND {max_epoch} THEN to_timestamp(j.created) END AS cr_tz,
+        j.type IN ({inbound}) AS inbound
+    FROM src
+),
+d AS (
+    SELECT *,
+        coalesce(r0, CASE WHEN et_tz IS NULL AND ts_tz IS NULL THEN 'bad_timestamp' END) AS reason
+    FROM c
+),
+e AS (
+    SELECT line_no, byte_offset, rec_index, reason,
+        CASE WHEN reason IS NOT NULL THEN txt END AS raw_text,
+        CASE WHEN reason IS NULL THEN CASE j.type {type_case} ELSE 'other' END END AS event_type,
+        CASE WHEN reason IS NULL THEN j.type END AS raw_type,
+        CASE WHEN reason IS NULL THEN coalesce(et_tz, ts_tz) END AS event_time,
+        CASE WHEN reason IS NULL THEN coalesce(ct_tz, cr_tz) END AS queued_time,
+        CASE WHEN reason IS NULL THEN
+            CASE WHEN et_tz IS NOT NULL
+                 THEN CAST(epoch_us(et_tz) AS VARCHAR)
+                      || lpad(CAST(coalesce(epoch_ns(TRY_CAST(j.event_time AS TIMESTAMP_NS)) % 1000, 0) AS VARCHAR), 3, '0')
+                 ELSE CAST(j.timestamp AS VARCHAR) || '000000000' END
+        END AS key_time,
+        j.sender AS sender,
+        CASE WHEN reason IS NOT NULL OR j.recipient IS NULL THEN [NULL::VARCHAR]
+             WHEN starts_with(j.recipient, '[') THEN
+                 coalesce(nullif(TRY(from_json(j.recipient, '["VARCHAR"]')), []), [NULL::VARCHAR])
+             ELSE [j.recipient ->> '$'] END AS rcpts,
+        j.egress_pool AS pool,
+        j.egress_source AS source,
+        CASE WHEN j.source_address.address IS NULL OR j.source_address.address = '' THEN NULL
+             WHEN starts_with(j.source_address.address, '[')
+                 THEN nullif(split_part(substr(j.source_address.address, 2), ']', 1), '')
+             WHEN length(j.source_address.address) - length(replace(j.source_address.address, ':', '')) = 1
+                 THEN nullif(split_part(j.source_address.address, ':', 1), '')
+             ELSE j.source_address.address END AS source_ip,
+        CASE WHEN NOT inbound THEN nullif(rtrim(lower(j.peer_address.name), '.'), '') END AS mx_host,
+        CASE WHEN NOT inbound THEN nullif(j.peer_address.addr, '') END AS mx_ip,
+        TRY_CAST(j.response.code AS SMALLINT) AS smtp_code,
+        CASE WHEN j.response.enhanced_code.class IS NOT NULL
+                  AND j.response.enhanced_code.subject IS NOT NULL
+                  AND j.response.enhanced_code.detail IS NOT NULL
+             THEN CAST(j.response.enhanced_code.class AS VARCHAR) || '.'
+                  || CAST(j.response.enhanced_code.subject AS VARCHAR) || '.'
+                  || CAST(j.response.enhanced_code.detail AS VARCHAR) END AS enhanced_status,
+        j.response.content AS response,
+        j.bounce_classification AS raw_bounce_category,
+        coalesce({job}) AS job_id,
+        CASE WHEN strpos(j.queue, '@') > 1 THEN
+            CASE WHEN strpos(split_part(j.queue, '@', 1), ':') > 0
+                 THEN nullif(split_part(split_part(j.queue, '@', 1), ':', 1), '') END
+        END AS campaign,
+        CASE WHEN strpos(j.queue, '@') > 1 THEN
+            CASE WHEN strpos(split_part(j.queue, '@', 1), ':') > 0
+                 THEN nullif(substr(split_part(j.queue, '@', 1), strpos(split_part(j.queue, '@', 1), ':') + 1), '')
+                 ELSE split_part(j.queue, '@', 1) END
+        END AS tenant,
+        j.id AS message_id,
+        j.size AS size_bytes,
+        j.num_attempts AS attempts,
+        j.tls_protocol_version AS tls_protocol,
+        j.tls_cipher AS tls_cipher,
+        j.nodeid AS node,
+        j.session_id AS session_id,
+        j.peer_address.addr AS peer_addr,
+        CASE WHEN reason IS NULL THEN
+            json_merge_patch(txt,
+                {patch_head}
+                || CASE WHEN et_tz IS NOT NULL OR j.event_time IS NULL THEN ',"event_time":null' ELSE '' END
+                || CASE WHEN ct_tz IS NOT NULL OR j.created_time IS NULL THEN ',"created_time":null' ELSE '' END
+                || CASE WHEN j.response IS NOT NULL
+                        THEN ',"response":{{"code":null,"enhanced_code":null,"content":null}}' ELSE '' END
+                || CASE WHEN NOT inbound AND j.peer_address IS NOT NULL
+                        THEN ',"peer_address":{{"name":null,"addr":null}}' ELSE '' END
+                || CASE WHEN rec_index IS NOT NULL THEN ',"record_index":' || CAST(rec_index AS VARCHAR) ELSE '' END
+                || '}}')
+        END AS extra0
+    FROM d
+),
+f AS (
+    SELECT * EXCLUDE (rcpts), unnest(rcpts) AS recipient FROM e
+)
+SELECT
+    line_no, byte_offset, rec_index, reason, raw_text,
+    CASE WHEN reason IS NULL THEN md5(concat_ws(chr(31), '{MTA}', raw_type, coalesce(message_id, ''), key_time,
+        coalesce(recipient, ''), coalesce(CAST(attempts AS VARCHAR), ''), coalesce(node, ''),
+        coalesce(session_id, ''), coalesce(sender, ''), coalesce(peer_addr, ''))) END AS event_id,
+    event_type, raw_type, event_time, queued_time, sender,
+    CASE WHEN strpos(sender, '@') > 0 THEN nullif(rtrim(lower(split_part(sender, '@', -1)), '.>'), '') END
+        AS sender_domain,
+    recipient,
+    CASE WHEN strpos(recipient, '@') > 0 THEN nullif(rtrim(lower(split_part(recipient, '@', -1)), '.>'), '') END
+        AS recipient_domain,
+    pool, source, source_ip, mx_host, mx_ip, smtp_code, enhanced_status, response, raw_bounce_category,
+    job_id, campaign, tenant, message_id, size_bytes, attempts, tls_protocol, tls_cipher, node,
+    CASE WHEN extra0 IS NULL THEN NULL
+         WHEN strpos(extra0, '":{{}}') = 0 THEN extra0
+         ELSE replace(replace(replace(replace(replace(replace(extra0,
+              ',"peer_address":{{}}', ''), '"peer_address":{{}},', ''), '{{"peer_address":{{}}}}', '{{}}'),
+              ',"response":{{}}', ''), '"response":{{}},', ''), '{{"response":{{}}}}', '{{}}') END AS extra
+FROM f
+"""
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_SQL = _build_sql()
+
+_LINES_SCHEMA = pa.schema(
+    [
+        ("line_no", pa.int64()),
+        ("byte_offset", pa.int64()),
+        ("rec_index", pa.int32()),
+        ("txt", pa.large_string()),
+    ]
+)
+
+_EVENT_COLS = list(EVENT_SCHEMA.names())
+_EVENT_ARROW_SCHEMA = pl.DataFrame(schema=EVENT_SCHEMA).to_arrow().schema
+_QUARANTINE_ARROW_SCHEMA = pl.DataFrame(schema=QUARANTINE_SCHEMA).to_arrow().schema
+
+
+# --------------------------------------------------------------------------------------------------
+# sinks
+# --------------------------------------------------------------------------------------------------
+
+
+class _MemorySink:
+    def __init__(self) -> None:
+        self._events: list[pl.DataFrame] = []
+        self._quarantine: list[pl.DataFrame] = []
+
+    def write_events(self, frame: pl.DataFrame) -> None:
+        self._events.append(frame)
+
+    def write_quarantine(self, frame: pl.DataFrame) -> None:
+        self._quarantine.append(frame)
+
+    def events(self) -> pl.DataFrame:
+        return pl.concat(self._events, how="vertical") if self._events else pl.DataFrame(schema=EVENT_SCHEMA)
+
+    def quarantine(self) -> pl.DataFrame:
+        if not self._quarantine:
+            return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        return pl.concat(self._quarantine, how="vertical")
+
+
+class _ParquetSink:
+    """Streams frames into two Parquet files under temporary names; renamed into place on success."""
+
+    def __init__(self, events_out: Path, quarantine_out: Path) -> None:
+        self._targets = (events_out, quarantine_out)
+        self._stack = contextlib.ExitStack()
+        self._writers: list[pq.ParquetWriter] = []
+        self._aborted = False
+
+    def __enter__(self) -> _ParquetSink:
+        ev_tmp = self._stack.enter_context(atomic_path(self._targets[0]))
+        q_tmp = self._stack.enter_context(atomic_path(self._targets[1]))
+        self._writers = [
+            pq.ParquetWriter(ev_tmp, _EVENT_ARROW_SCHEMA, compression=PARQUET_COMPRESSION),
+            pq.ParquetWriter(q_tmp, _QUARANTINE_ARROW_SCHEMA, compression=PARQUET_COMPRESSION),
+        ]
+        return self
+
+    def write_events(self, frame: pl.DataFrame) -> None:
+        self._writers[0].write_table(frame.to_arrow().cast(_EVENT_ARROW_SCHEMA))
+
+    def write_quarantine(self, frame: pl.DataFrame) -> None:
+        self._writers[1].write_table(frame.to_arrow().cast(_QUARANTINE_ARROW_SCHEMA))
+
+    def abort(self) -> None:
+        self._aborted = True
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        for w in self._writers:
+            w.close()
+        if exc_type is not None or self._aborted:
+            # Leaving the atomic_path contexts with an exception removes the temporary files unrenamed.
+            with contextlib.suppress(_Abort):
+                self._stack.__exit__(_Abort, _Abort(), None)
+            return
+        self._stack.close()
+
+
+class _Abort(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+# the reader
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Quarantine:
+    line_no: list[int | None] = field(default_factory=list)
+    byte_offset: list[int | None] = field(default_factory=list)
+    reason: list[str] = field(default_factory=list)
+    detail: list[str] = field(default_factory=list)
+    raw_text: list[str] = field(default_factory=list)
+
+    def add(self, line_no: int | None, byte_offset: int | None, reason: str, detail: str, raw: str) -> None:
+        self.line_no.append(line_no)
+        self.byte_offset.append(byte_offset)
+        self.reason.append(reason)
+        self.detail.append(detail)
+        self.raw_text.append(raw)
+
+    def __len__(self) -> int:
+        return len(self.reason)
+
+    def frame(self, rel_path: str) -> pl.DataFrame:
+        n = len(self.reason)
+        return pl.DataFrame(
+            {
+                "source_kind": [SOURCE_KIND] * n,
+                "source_file": [rel_path] * n,
+                "source_line": self.line_no,
+                "byte_offset": self.byte_offset,
+                "reason": self.reason,
+                "detail": self.detail,
+                "raw_text": self.raw_text,
+            },
+            schema=QUARANTINE_SCHEMA,
+        )
+
+
+def _text(raw: bytes | str) -> str:
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    return raw.rstrip("\r\n")
+
+
+def _json_error(text: str) -> str:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return f"invalid JSON: {exc}"
+    return "invalid JSON"
+
+
+def _loads(text: str | bytes) -> object:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # orjson rejects integers wider than 64 bits; the standard library does not.
+        return json.loads(text)
+
+
+def _dumps(value: object) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class _Reader:
+    def __init__(self, *, rel_path: str, stats: KumoFileStats, sink: _MemorySink | _ParquetSink,
+                 threads: int | None) -> None:  # fmt: skip
+        self.rel_path = rel_path
+        self.stats = stats
+        self.sink = sink
+        self.con = duckdb.connect(config={"threads": threads or min(2, os.cpu_count() or 1)})
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.seen: pl.Series | None = None
+        self.days: set[str] = set()
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- one batch of records (lines, array elements or a document) ------------------------------
+    def records(self, table: pa.Table, *, second_pass: bool = False) -> None:
+        """Run the SQL over `lines` rows, quarantine what failed, expand arrays, emit events."""
+        self.con.register("lines", table)
+        try:
+            out = self.con.execute(_SQL).pl()
+        finally:
+            self.con.unregister("lines")
+        q = _Quarantine()
+        ok = out.filter(pl.col("reason").is_null())
+        bad = out.filter(pl.col("reason").is_not_null())
+        arrays: list[tuple[int, int, str]] = []
+        for line_no, off, rec_index, reason, raw in bad.select(
+            "line_no", "byte_offset", "rec_index", "reason", "raw_text"
+        ).iter_rows():
+            where = f"record {rec_index} of the JSON array on this line; " if rec_index is not None else ""
+            if reason == "blank":
+                self.stats.other_lines += 1
+            elif reason == "array" and not second_pass:
+                arrays.append((line_no, off, raw))
+            elif reason in ("not_a_record", "array"):
+                q.add(line_no, off, "not_a_record", where + "valid JSON but not an object with a `type`", _text(raw))
+            elif reason == "invalid_json":
+                q.add(line_no, off, "invalid_json", where + _json_error(raw), _text(raw))
+            elif reason == "bad_timestamp":
+                q.add(line_no, off, "bad_timestamp",
+                      where + "neither event_time nor timestamp is a usable time", _text(raw))  # fmt: skip
+        ok_records = ok.select(pl.struct("line_no", "rec_index").n_unique()).item() if ok.height else 0
+        self.stats.records_ok += ok_records
+        self.stats.fanout += ok.height - ok_records
+        self._quarantine(q)
+        if ok.height:
+            self._emit(ok)
+        if arrays:
+            self._expand_arrays(arrays)
+
+    def _expand_arrays(self, arrays: list[tuple[int, int, str]]) -> None:
+        rows: list[tuple[int, int, int, str]] = []
+        for line_no, off, raw in arrays:
+            values = _loads(raw)
+            assert isinstance(values, list)
+            if not values:
+                self.stats.other_lines += 1
+                self.stats.records_read -= 1
+                continue
+            self.stats.records_read += len(values) - 1
+            self.stats.fanout += len(values) - 1
+            rows.extend((line_no, off, i, _dumps(v)) for i, v in enumerate(values))
+        if rows:
+            self.records(_table(rows), second_pass=True)
+
+    def _quarantine(self, q: _Quarantine) -> None:
+        if len(q):
+            self.stats.quarantined += len(q)
+            self.sink.write_quarantine(q.frame(self.rel_path))
+
+    def quarantine_one(self, line_no: int | None, off: int | None, reason: str, detail: str, raw: str) -> None:
+        q = _Quarantine()
+        q.add(line_no, off, reason, detail, raw)
+        self._quarantine(q)
+
+    def _emit(self, ok: pl.DataFrame) -> None:
+        ok = _normalise_domains(ok)
+        ok = ok.sort(["line_no", "rec_index"], nulls_last=False, maintain_order=True)
+        first = ok.select(pl.col("event_id").is_first_distinct()).to_series()
+        if self.seen is not None:
+            first = first & ~ok["event_id"].is_in(self.seen)
+        dups = ok.height - int(first.sum())
+        if dups:
+            ok = ok.filter(first)
+            self.stats.duplicates += dups
+        self.seen = ok["event_id"] if self.seen is None else pl.concat([self.seen, ok["event_id"]])
+        events = ok.with_columns(
+            pl.lit(MTA).alias("mta"),
+            pl.lit(self.rel_path).alias("source_file"),
+            pl.col("line_no").alias("source_line"),
+        ).select(_EVENT_COLS)
+        events = events.cast(EVENT_SCHEMA)  # type: ignore[arg-type]
+        if events.height:
+            self.stats.events += events.height
+            lo, hi = events.select(pl.col("event_time").min(), pl.col("event_time").max()).row(0)
+            s = self.stats
+            s.first_event_time = lo if s.first_event_time is None else min(s.first_event_time, lo)
+            s.last_event_time = hi if s.last_event_time is None else max(s.last_event_time, hi)
+            self.days.update(events.select(pl.col("event_time").dt.date().unique()).to_series().cast(pl.String))
+            self.sink.write_events(events)
+
+    # -- line mode -------------------------------------------------------------------------------
+    def lines(self, buf: bytes, first_line_no: int, base_offset: int, *, unterminated_last: bool) -> None:
+        """Process whole lines of ``buf`` (the last one unterminated when ``unterminated_last``)."""
+        if not buf:
+            return
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        nl = np.flatnonzero(arr == 10)
+        n = len(nl) + (1 if unterminated_last else 0)
+        starts = np.empty(n + 1, dtype=np.int64)
+        starts[0] = 0
+        starts[1 : len(nl) + 1] = nl + 1
+        starts[n] = len(buf)
+        if base_offset == 0 and buf.startswith(UTF8_BOM):
+            starts[0] = len(UTF8_BOM)
+        line_nos = np.arange(first_line_no, first_line_no + n, dtype=np.int64)
+        offsets = starts[:-1] + base_offset
+        self.stats.lines_read += n
+        self.stats.records_read += n
+        txt = pa.LargeStringArray.from_buffers(n, pa.py_buffer(starts), pa.py_buffer(buf))
+        try:
+            txt.validate(full=True)
+            keep = None
+        except pa.ArrowInvalid:
+            keep = self._invalid_utf8(buf, starts, line_nos, offsets)
+        table = pa.table(
+            {
+                "line_no": line_nos,
+                "byte_offset": offsets,
+                "rec_index": pa.nulls(n, pa.int32()),
+                "txt": txt,
+            },
+            schema=_LINES_SCHEMA,
+        )
+        if keep is not None:
+            table = table.filter(pa.array(keep))
+        if unterminated_last and n:
+            self._last_line_check(table, n)
+        else:
+            self.records(table)
+
+    def _last_line_check(self, table: pa.Table, n: int) -> None:
+        # An unterminated last line that is valid JSON is an ordinary record (files written by hand often
+        # lack the final newline); one that does not parse is an incomplete record, not broken JSON.
+        body, last = table.slice(0, table.num_rows - 1), table.slice(table.num_rows - 1)
+        if body.num_rows:
+            self.records(body)
+        if not last.num_rows:
+            return
+        raw = last.column("txt")[0].as_py()
+        if raw.strip() and not _valid_json(raw):
+            self.quarantine_one(
+                last.column("line_no")[0].as_py(), last.column("byte_offset")[0].as_py(), "incomplete_record",
+                "last line has no terminating newline and is not complete JSON", _text(raw),
+            )  # fmt: skip
+        else:
+            self.records(last)
+
+    def _invalid_utf8(self, buf: bytes, starts: np.ndarray, line_nos: np.ndarray, offsets: np.ndarray) -> list[bool]:
+        keep: list[bool] = []
+        q = _Quarantine()
+        for i in range(len(starts) - 1):
+            raw = buf[starts[i] : starts[i + 1]]
+            try:
+                raw.decode("utf-8")
+                keep.append(True)
+            except UnicodeDecodeError as exc:
+                keep.append(False)
+                q.add(int(line_nos[i]), int(offsets[i]), "invalid_utf8", f"not UTF-8: {exc.reason} at byte "
+                      f"{exc.start} of the line", _text(raw))  # fmt: skip
+        self.stats.records_read -= 0  # each invalid line is one quarantined record, already counted
+        self._quarantine(q)
+        return keep
+
+
+def _valid_json(text: str) -> bool:
+    try:
+        _loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _table(rows: list[tuple[int, int, int, str]]) -> pa.Table:
+    line_no, off, idx, txt = zip(*rows, strict=True)
+    return pa.table(
+        {
+            "line_no": pa.array(line_no, pa.int64()),
+            "byte_offset": pa.array(off, pa.int64()),
+            "rec_index": pa.array(idx, pa.int32()),
+            "txt": pa.array(txt, pa.large_string()),
+        },
+        schema=_LINES_SCHEMA,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# domains
+# --------------------------------------------------------------------------------------------------
+
+
+def _idna(domain: str) -> str:
+    """Lower-case ASCII (A-label) form of a domain; the lower-cased input when it is not valid IDNA."""
+    try:
+        import idna
+
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (UnicodeError, ValueError):
+        return domain.lower()
+
+
+def _normalise_domains(frame: pl.DataFrame) -> pl.DataFrame:
+    non_ascii = r"[^\x00-\x7F]"
+    cols = [c for c in ("sender_domain", "recipient_domain") if frame[c].str.contains(non_ascii).any()]
+    if not cols:
+        return frame
+    values = pl.concat([frame[c] for c in cols]).drop_nulls().unique()
+    mapping = {v: _idna(v) for v in values.filter(values.str.contains(non_ascii)).to_list()}
+    return frame.with_columns(pl.col(c).replace(mapping) for c in cols)
+
+
+# --------------------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------------------
+
+
+def _ingest_job(job: KumoFileJob, include_open: bool, chunk_bytes: int, threads: int | None) -> KumoFileStats:
+    return ingest_kumo_file(
+        job.path, rel_path=job.rel_path, kind=job.kind, include_open=include_open, events_out=job.events_out,
+        quarantine_out=job.quarantine_out, chunk_bytes=chunk_bytes, threads=threads,
+    )  # fmt: skip
+
+
+def _run(path: Path, *, rel_path: str, kind: KumoKind | None, include_open: bool,
+         sink: _MemorySink | _ParquetSink, chunk_bytes: int, threads: int | None) -> KumoFileStats:  # fmt: skip
+    kind = kind or classify_kumo_path(rel_path)
+    stats = KumoFileStats(source_file=rel_path, kind=kind)
+    stats.open_segment = kind == "segment" and is_open_segment(path)
+    if stats.open_segment and not include_open:
+        stats.skipped_open = True
+        return stats
+    reader = _Reader(rel_path=rel_path, stats=stats, sink=sink, threads=threads)
+    try:
+        with open(path, "rb") as fh:
+            end = _StreamEnd()
+            pieces = _open_pieces(fh, end)
+            if kind != "segment":
+                pieces = yield_document_or_lines(pieces, reader)
+            if pieces is not None:
+                _line_mode(pieces, end, reader, chunk_bytes=chunk_bytes, open_segment=stats.open_segment)
+    finally:
+        reader.close()
+    stats.days = sorted(reader.days)
+    return stats
+
+
+def _line_mode(pieces: Iterable[bytes], end: _StreamEnd, reader: _Reader, *, chunk_bytes: int,
+               open_segment: bool) -> None:  # fmt: skip
+    stats = reader.stats
+    buf = bytearray()
+    line_no, offset = 1, 0
+    for piece in pieces:
+        buf += piece
+        stats.decompressed_bytes += len(piece)
+        if len(buf) < chunk_bytes:
+            continue
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0:
+            continue
+        chunk = bytes(buf[:cut])
+        del buf[:cut]
+        n_lines = chunk.count(b"\n")
+        reader.lines(chunk, line_no, offset, unterminated_last=False)
+        line_no, offset = line_no + n_lines, offset + cut
+    cut = buf.rfind(b"\n") + 1
+    if cut:
+        chunk = bytes(buf[:cut])
+        reader.lines(chunk, line_no, offset, unterminated_last=False)
+        line_no, offset = line_no + chunk.count(b"\n"), offset + cut
+    tail = bytes(buf[cut:])
+    if end.status != "complete":
+        stats.truncated = True
+        if open_segment and end.status == "truncated":
+            _partial_tail(stats, tail)
+            return
+        stats.lines_read += 1
+        stats.records_read += 1
+        reader.quarantine_one(
+            line_no, offset, "truncated_stream",
+            f"{end.detail}; records from this line on are lost ({offset + len(tail)} bytes decompressed)",
+            _text(tail),
+        )  # fmt: skip
+        return
+    if open_segment:
+        _partial_tail(stats, tail)
+        return
+    if tail:
+        reader.lines(tail, line_no, offset, unterminated_last=True)
+
+
+def _partial_tail(stats: KumoFileStats, tail: bytes) -> None:
+    # Left for the read of the closed segment, which replaces this file's rows wholesale; quarantining it
+    # now would leave a stale quarantine row behind after that read.
+    if tail:
+        stats.lines_read += 1
+        stats.other_lines += 1
+        stats.partial_tail_bytes = len(tail)
+
+
+def yield_document_or_lines(pieces: Iterator[bytes], reader: _Reader) -> Iterator[bytes] | None:
+    """For JSONL/webhook files: detect a file that is one pretty-printed JSON document.
+
+    The file is line-oriented when its first non-blank line parses by itself. Otherwise the whole file is
+    tried as one JSON document (an array of records, or a single record); if that fails too the file is
+    read line by line after all, so every broken line is quarantined.
+    """
+    head = bytearray()
+    for piece in pieces:
+        head += piece
+        first = _first_nonblank_line(head)
+        if first is not None:
+            break
+    else:
+        first = _first_nonblank_line(head, final=True)
+    if first is None or _valid_json(first):
+        return _chain(bytes(head), pieces)
+    for piece in pieces:
+        head += piece
+        if len(head) > DOCUMENT_LIMIT:
+            return _chain(bytes(head), pieces)
+    data = bytes(head)
+    try:
+        doc = _loads(data[len(UTF8_BOM) :] if data.startswith(UTF8_BOM) else data)
+    except ValueError:
+        return _chain(data, iter(()))
+    _document(reader, data, doc)
+    return None
+
+
+def _chain(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if head:
+        yield head
+    yield from rest
+
+
+def _first_nonblank_line(buf: bytearray, *, final: bool = False) -> bytes | None:
+    pos = 0
+    while True:
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            rest = bytes(buf[pos:])
+            return rest if final and rest.strip() else None
+        line = bytes(buf[pos:nl])
+        if line.strip():
+            return line
+        pos = nl + 1
+
+
+def _document(reader: _Reader, data: bytes, doc: object) -> None:
+    stats = reader.stats
+    stats.document_mode = True
+    stats.decompressed_bytes = len(data)
+    stats.lines_read = 1
+    stripped = data.lstrip(b" \t\r\n\xef\xbb\xbf")
+    start = len(data) - len(stripped)
+    line_no = data.count(b"\n", 0, start) + 1
+    if isinstance(doc, list):
+        if not doc:
+            stats.other_lines += 1
+            return
+        stats.records_read += len(doc)
+        stats.fanout += len(doc) - 1
+        reader.records(_table([(line_no, start, i, _dumps(v)) for i, v in enumerate(doc)]), second_pass=True)
+    else:
+        stats.records_read += 1
+        reader.records(_table([(line_no, start, None, _dumps(doc))]), second_pass=True)  # type: ignore[list-item]
+
+
+__all__ = [
+    "INBOUND_TYPES",
+    "KumoFileJob",
+    "KumoFileStats",
+    "KumoKind",
+    "classify_kumo_path",
+    "ingest_kumo_file",
+    "ingest_kumo_files",
+    "is_open_segment",
+    "parse_kumo_file",
+]
+
+_ = io  # kept for type-checkers that resolve IO from io

@@ -1,0 +1,1 @@
+"""Self-contained HTML reports rendered from the catalog (jinja2 templates, inline SVG charts)."""
