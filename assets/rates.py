@@ -28,14 +28,19 @@ def _preview(frame: pl.DataFrame, n: int = 5) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.head(n).to_pandas().to_markdown() if frame.height else "empty")
 
 
-def _rates_partition(context: dg.AssetExecutionContext, lk: Lake, *, grain: Grain, table: str) -> dg.MaterializeResult:
+def _rates_partition(
+    context: dg.AssetExecutionContext, lk: Lake, *, grain: Grain, table: str
+) -> dg.MaterializeResult:
     day = context.partition_key
     events = day_events(lake=lk, day=day)
     consequences = day_consequences(lake=lk, day=day)
     if consequences is None:
         context.log.info(f"{table} {day}: no bounces partition; bounces counted as unclassified")
     out = rates(
-        events=events, consequences=consequences, grain=grain, domain_map=daily_domain_map(events=events, lake=lk)
+        events=events,
+        consequences=consequences,
+        grain=grain,
+        domain_map=daily_domain_map(events=events, lake=lk),
     ).collect()
     write_partition(out, lake=lk, table=table, day=day)
     return dg.MaterializeResult(
@@ -65,9 +70,14 @@ def recipient_domains(lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             "rows": out.height,
-            "by_provider": dg.MetadataValue.md(by_provider.to_pandas().to_markdown() if out.height else "empty"),
+            "by_provider": dg.MetadataValue.md(
+                by_provider.to_pandas().to_markdown() if out.height else "empty"
+            ),
             "by_basis": dg.MetadataValue.json(
-                {r["provider_basis"]: r["len"] for r in out.group_by("provider_basis").len().iter_rows(named=True)}
+                {
+                    r["provider_basis"]: r["len"]
+                    for r in out.group_by("provider_basis").len().iter_rows(named=True)
+                }
             ),
         }
     )
@@ -109,13 +119,17 @@ def deferral_signatures(context: dg.AssetExecutionContext, lake: LakeResource) -
     day = context.partition_key
     lk = lake.lake()
     events = day_events(lake=lk, day=day)
-    out = build_deferral_signatures(events=events, domain_map=daily_domain_map(events=events, lake=lk)).collect()
+    out = build_deferral_signatures(
+        events=events, domain_map=daily_domain_map(events=events, lake=lk)
+    ).collect()
     write_partition(out, lake=lk, table="deferral_signatures", day=day)
     return dg.MaterializeResult(
         metadata={
             "rows": out.height,
             "deferrals": int(out["count"].sum() or 0),
-            "top": _preview(out.sort("count", descending=True).select("provider", "smtp_code", "template", "count"), 10),
+            "top": _preview(
+                out.sort("count", descending=True).select("provider", "smtp_code", "template", "count"), 10
+            ),
         }
     )
 
@@ -184,32 +198,61 @@ def _check_reconcile(lk: Lake, table: str, day: str) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=sums["table"] == sums["events"],
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"table": dg.MetadataValue.json(sums["table"]), "events": dg.MetadataValue.json(sums["events"])},
+        metadata={
+            "table": dg.MetadataValue.json(sums["table"]),
+            "events": dg.MetadataValue.json(sums["events"]),
+        },
     )
 
 
-@dg.asset_check(asset=provider_rates_daily, blocking=True, description="delivery/deferral/bounce/expiry rates within [0, 1]")
-def provider_rates_daily_bounded(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=provider_rates_daily,
+    blocking=True,
+    description="delivery/deferral/bounce/expiry rates within [0, 1]",
+)
+def provider_rates_daily_bounded(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
     return _check_bounded(lake.lake(), "provider_rates_daily", context.partition_key)
 
 
-@dg.asset_check(asset=provider_rates_daily, blocking=True, description="counts summed over groups = the day's events")
-def provider_rates_daily_reconcile(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=provider_rates_daily, blocking=True, description="counts summed over groups = the day's events"
+)
+def provider_rates_daily_reconcile(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
     return _check_reconcile(lake.lake(), "provider_rates_daily", context.partition_key)
 
 
-@dg.asset_check(asset=provider_rates_hourly, blocking=True, description="delivery/deferral/bounce/expiry rates within [0, 1]")
-def provider_rates_hourly_bounded(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=provider_rates_hourly,
+    blocking=True,
+    description="delivery/deferral/bounce/expiry rates within [0, 1]",
+)
+def provider_rates_hourly_bounded(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
     return _check_bounded(lake.lake(), "provider_rates_hourly", context.partition_key)
 
 
-@dg.asset_check(asset=provider_rates_hourly, blocking=True, description="counts summed over groups = the day's events")
-def provider_rates_hourly_reconcile(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=provider_rates_hourly, blocking=True, description="counts summed over groups = the day's events"
+)
+def provider_rates_hourly_reconcile(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
     return _check_reconcile(lake.lake(), "provider_rates_hourly", context.partition_key)
 
 
-@dg.asset_check(asset=deferral_signatures, blocking=False, description="signature counts = the day's 4xx deferrals; shares sum to 1 per provider")
-def deferral_signatures_reconcile(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=deferral_signatures,
+    blocking=False,
+    description="signature counts = the day's 4xx deferrals; shares sum to 1 per provider",
+)
+def deferral_signatures_reconcile(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
     lk = lake.lake()
     day = context.partition_key
     part = lk.partition_dir("deferral_signatures", day)
@@ -218,12 +261,17 @@ def deferral_signatures_reconcile(context: dg.AssetCheckExecutionContext, lake: 
     frame = pl.read_parquet(part / "*.parquet", hive_partitioning=False)
     direct = (
         day_events(lake=lk, day=day)
-        .filter(pl.col("event_type").is_in(["deferred", "queue_deferred"]) & pl.col("smtp_code").is_between(400, 499))
+        .filter(
+            pl.col("event_type").is_in(["deferred", "queue_deferred"])
+            & pl.col("smtp_code").is_between(400, 499)
+        )
         .select(pl.len())
         .collect()
         .item()
     )
-    worst = frame.group_by("provider").agg(pl.col("share").sum()).select((pl.col("share") - 1).abs().max()).item()
+    worst = (
+        frame.group_by("provider").agg(pl.col("share").sum()).select((pl.col("share") - 1).abs().max()).item()
+    )
     passed = int(frame["count"].sum() or 0) == direct and (worst is None or worst < 1e-9)
     return dg.AssetCheckResult(
         passed=passed,

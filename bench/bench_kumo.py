@@ -17,6 +17,7 @@ children, and the sampled peak of the summed RSS of the whole process tree).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -441,10 +442,8 @@ class _TreeRss:
             try:
                 procs = [self._proc, *self._proc.children(recursive=True)]
                 for p in procs:
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         total += p.memory_info().rss
-                    except psutil.Error:
-                        pass
             except psutil.Error:
                 pass
             self.peak = max(self.peak, total)

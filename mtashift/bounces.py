@@ -69,7 +69,9 @@ def rule_hits(*, bounces: pl.LazyFrame) -> pl.LazyFrame:
         .agg(pl.len().cast(pl.Int64).alias("hits"))
     )
     return _conform(out, RULE_HITS_SCHEMA).sort(
-        ["day", "provider", "mta", "hits", "rule"], descending=[False, False, False, True, False], nulls_last=True
+        ["day", "provider", "mta", "hits", "rule"],
+        descending=[False, False, False, True, False],
+        nulls_last=True,
     )
 
 

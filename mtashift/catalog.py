@@ -88,7 +88,9 @@ def _extra_view_sql() -> list[tuple[str, str]]:
     folder = resources.files("schemas") / "views"
     if not folder.is_dir():
         return []
-    return sorted((f.name, f.read_text(encoding="utf-8")) for f in folder.iterdir() if f.name.endswith(".sql"))
+    return sorted(
+        (f.name, f.read_text(encoding="utf-8")) for f in folder.iterdir() if f.name.endswith(".sql")
+    )
 
 
 def refresh(lake: Lake) -> dict[str, list[str]]:

@@ -27,8 +27,8 @@ CLASSIFY_COLUMNS: tuple[str, ...] = (
     "classifier_category",
     "classifier_rule",
     "category",
-    "consequence",
     "rule",
+    "consequence",
 )
 
 
@@ -189,7 +189,10 @@ def classify(
     rid = "__classifier_rule"
     with_key = frame.with_columns(
         classifier_input(
-            *(pl.col(c) if c in names else pl.lit(None, dtype=pl.String) for c in ("smtp_code", "enhanced_status", "response"))
+            *(
+                pl.col(c) if c in names else pl.lit(None, dtype=pl.String)
+                for c in ("smtp_code", "enhanced_status", "response")
+            )
         ).alias(key)
     )
     templates = with_key.select(key).unique().with_columns(rule_id_expr(pl.col(key), rules=rs).alias(rid))
@@ -205,7 +208,10 @@ def classify(
         .alias("classifier_category"),
         pl.col(rid).alias("classifier_rule"),
     ).with_columns(
-        pl.when(needs_rules).then(pl.col("classifier_category")).otherwise(pl.col("raw_category")).alias("category"),
+        pl.when(needs_rules)
+        .then(pl.col("classifier_category"))
+        .otherwise(pl.col("raw_category"))
+        .alias("category"),
         pl.when(needs_rules)
         .then(pl.col("classifier_rule"))
         .otherwise(pl.lit(RAW_RULE_PREFIX) + raw_label)

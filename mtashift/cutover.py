@@ -28,6 +28,9 @@ import yaml
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
+from mtashift.lake import Lake
+from schemas.events import EVENT_SCHEMA
+
 UTC_TS = pl.Datetime("us", "UTC")
 
 VERDICTS: tuple[str, ...] = ("proceed", "watch", "hold", "rollback")
@@ -197,6 +200,8 @@ def load_policy(
     *, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The cutover policy (``schemas/cutover_policy.yaml``) with plan.yaml ``cutover:`` merged over it."""
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ValueError("plan.yaml `cutover:` must be a mapping of policy overrides")
     base = load_yaml(path or default_policy_path())
     policy = deep_merge(base, overrides)
     for rule in policy.get("rules") or []:
@@ -233,6 +238,13 @@ def parse_time(value: Any) -> datetime | None:
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC)
+
+
+def _mapping(plan: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = plan.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"plan.yaml `{key}:` must be a mapping, got {type(value).__name__}")
+    return value
 
 
 def _pool_entry_time(entry: Any) -> Any:
@@ -320,7 +332,7 @@ def pool_resolver(
         pmta_pools |= set(pools["pool"].to_list())
     source_to_pool: dict[str, str] = {}
     egress_pool_to_pool: dict[str, str] = {}
-    vmta_map = plan.get("vmta_map") or {}
+    vmta_map = _mapping(plan, "vmta_map")
     # Sorted so an egress pool shared by VMTAs of several PowerMTA pools resolves the same way every run.
     for vmta in sorted(vmta_map):
         entry = vmta_map[vmta] or {}
@@ -404,7 +416,7 @@ def cutover_plan(*, plan: Mapping[str, Any], events: pl.LazyFrame, resolver: Poo
         .collect()
     )
     planned: dict[str, datetime | None] = {}
-    for name, entry in (plan.get("pools") or {}).items():
+    for name, entry in _mapping(plan, "pools").items():
         key = resolver.canonical(str(name))
         when = parse_time(_pool_entry_time(entry))
         # Two plan names resolving to one pool: the earliest time wins (traffic moved by then).
@@ -693,14 +705,15 @@ def window_events(events: pl.LazyFrame, *, windows: pl.DataFrame) -> pl.LazyFram
         events.join(windows.lazy().rename({"pool": "pool_key"}), on="pool_key", how="inner")
         .with_columns(side)
         .filter(pl.col("side").is_not_null())
-        .rename({"pool_key": "pool"}, strict=False)
+        .rename({"pool": "raw_pool"})
+        .rename({"pool_key": "pool"})
     )
 
 
 # --------------------------------------------------------------------------- comparison
 
 
-def _policy_stats(policy: Mapping[str, Any]) -> tuple[float, float, float, int]:
+def policy_stats(policy: Mapping[str, Any]) -> tuple[float, float, float, int]:
     s = policy.get("statistics") or {}
     return (
         float(s.get("confidence", 0.95)),
@@ -724,9 +737,14 @@ def _complaint_sides(
     resolver: PoolResolver,
     lag_days: float,
 ) -> pl.DataFrame:
-    """(pool, provider, side) of each complaint: the latest window delivery to that recipient in the
-    pool-window set before the complaint (within the lag); complaints with no such delivery (e.g.
-    redacted recipients) fall back to their own pool/provider/MTA and time."""
+    """(pool, provider, side) of each complaint, attributed to the delivery it complains about:
+
+    1. ``delivery_event_id`` (the complaints table's own match) when given: counted only if that
+       delivery is one of the window deliveries;
+    2. else the latest window delivery to the same recipient before the complaint, within the lag;
+    3. else (e.g. redacted recipients) the complaint's own pool/MTA, on the side whose window its
+       time falls in.
+    """
     out_schema = {"pool": pl.String, "provider": pl.String, "side": pl.String}
     if complaints is None:
         return pl.DataFrame(schema=out_schema)
@@ -741,7 +759,7 @@ def _complaint_sides(
             ).alias("rcpt"),
             *[
                 (pl.col(n).cast(pl.String) if n in names else pl.lit(None, pl.String)).alias(n)
-                for n in ("pool", "source", "provider", "mta")
+                for n in ("pool", "source", "provider", "mta", "delivery_event_id")
             ],
         )
         .filter(pl.col("complaint_time").is_not_null())
@@ -750,6 +768,23 @@ def _complaint_sides(
     )
     if c.is_empty():
         return pl.DataFrame(schema=out_schema)
+    by_id = c.filter(pl.col("delivery_event_id").is_not_null()).join(
+        deliveries.select(
+            pl.col("event_id").alias("delivery_event_id"),
+            pl.col("pool").alias("d_pool"),
+            pl.col("provider").alias("d_provider"),
+            pl.col("side").alias("d_side"),
+        ),
+        on="delivery_event_id",
+        how="inner",
+    )
+    by_id = by_id.select(
+        "cid",
+        pl.col("d_pool").alias("pool"),
+        pl.col("d_provider").alias("provider"),
+        pl.col("d_side").alias("side"),
+    )
+    c = c.filter(pl.col("delivery_event_id").is_null())
     d = (
         deliveries.select(
             pl.col("recipient").cast(pl.String).str.to_lowercase().alias("rcpt"),
@@ -804,7 +839,7 @@ def _complaint_sides(
         .alias("side")
     ).filter(pl.col("side").is_not_null() & pl.col("provider").is_not_null())
     fallback = fallback.select(pl.col("pool_key").alias("pool"), "provider", "side")
-    return pl.concat([matched.drop("cid"), fallback], how="vertical").cast(out_schema)
+    return pl.concat([by_id.drop("cid"), matched.drop("cid"), fallback], how="vertical").cast(out_schema)
 
 
 def cutover_comparison(
@@ -823,7 +858,7 @@ def cutover_comparison(
     (event_id, consequence) for the consequence split. ``complaints``: (complaint_time,
     recipient, pool, provider, mta); when absent, complaint events of ``events`` are used.
     """
-    confidence, alpha, min_expected, cap = _policy_stats(policy)
+    confidence, alpha, min_expected, cap = policy_stats(policy)
     if data_end is None:
         data_end = events.select(pl.col("event_time").max()).collect().item()
     windows = plan_windows(plan, policy=policy, data_end=data_end)
@@ -1019,7 +1054,7 @@ def cutover_comparison(
             cap=cap,
         ):
             emit(metric, row)
-    return _frame(rows, COMPARISON_SCHEMA).sort("pool", "provider", "metric")
+    return frame_from_rows(rows, COMPARISON_SCHEMA).sort("pool", "provider", "metric")
 
 
 def _prow(
@@ -1049,7 +1084,7 @@ def _window_cols(w: Mapping[str, Any]) -> dict[str, Any]:
     return {k: w[k] for k in ("cutover_time", "before_start", "before_end", "after_start", "after_end")}
 
 
-def _frame(rows: list[dict[str, Any]], schema: pl.Schema) -> pl.DataFrame:
+def frame_from_rows(rows: list[dict[str, Any]], schema: pl.Schema) -> pl.DataFrame:
     if not rows:
         return pl.DataFrame(schema=schema)
     return pl.DataFrame([{n: r.get(n) for n in schema.names()} for r in rows], schema=schema)
@@ -1202,7 +1237,7 @@ def inflight_drain(
                 "double_sent_by_message_id": dbl[2],
             }
         )
-    return _frame(rows, DRAIN_SCHEMA).sort("pool")
+    return frame_from_rows(rows, DRAIN_SCHEMA).sort("pool")
 
 
 def _double_sent(deliveries: pl.DataFrame) -> dict[str, tuple[int, int, int]]:
@@ -1303,7 +1338,7 @@ def evaluate_pool(
     policy: Mapping[str, Any],
 ) -> tuple[str, list[dict[str, Any]]]:
     """(verdict, evidence rows) of one pool under the policy's rules."""
-    _c, alpha, _e, _cap = _policy_stats(policy)
+    _c, alpha, _e, _cap = policy_stats(policy)
     majors = policy.get("major_providers") or []
     evidence: list[dict[str, Any]] = []
     for rule in policy.get("rules") or []:
@@ -1441,4 +1476,33 @@ def cutover_verdicts(
                 "evidence_count": len(evidence),
             }
         )
-    return _frame(rows, VERDICT_SCHEMA).sort("pool")
+    return frame_from_rows(rows, VERDICT_SCHEMA).sort("pool")
+
+
+# --------------------------------------------------------------------------- lake access
+
+
+def scan_events(lake: Lake) -> pl.LazyFrame:
+    """All event partitions (``LAKE/events/date=*/``) as one frame; empty with the canonical schema
+    when none exist yet."""
+    if not any(lake.events.glob("date=*/*.parquet")):
+        return pl.LazyFrame(schema=EVENT_SCHEMA)
+    return pl.scan_parquet(str(lake.events / "date=*" / "*.parquet"), hive_partitioning=False)
+
+
+def scan_table(lake: Lake, name: str) -> pl.LazyFrame | None:
+    """A lake table (``<name>/data.parquet`` or ``<name>/date=*/``), or None when it is not built."""
+    whole = lake.table_dir(name) / "data.parquet"
+    if whole.exists():
+        return pl.scan_parquet(whole)
+    if any(lake.table_dir(name).glob("date=*/*.parquet")):
+        return pl.scan_parquet(str(lake.table_dir(name) / "date=*" / "*.parquet"), hive_partitioning=False)
+    return None
+
+
+def read_plan(landing_root: Path) -> dict[str, Any]:
+    """``landing/plan.yaml`` (or ``plan.yml``) as a mapping; ``{}`` when absent."""
+    for name in ("plan.yaml", "plan.yml"):
+        if (landing_root / name).exists():
+            return load_yaml(landing_root / name)
+    return {}

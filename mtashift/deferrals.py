@@ -28,14 +28,20 @@ TEMPLATE_RULES: tuple[tuple[str, str], ...] = (
     (r"(?i)\b[a-z0-9\-]*[0-9][a-z0-9\-]*(?:\.[a-z0-9\-]+)+\.[a-z]{2,}\b", "<host>"),
     # IPv6: full form, or any compressed form with `::` (optionally IPv4-mapped).
     (r"(?i)\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b", "<ip>"),
-    (r"(?i)(?:[0-9a-f]{1,4}:)*[0-9a-f]{0,4}::(?:[0-9a-f]{1,4}:)*(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f]{1,4})?", "<ip>"),
+    (
+        r"(?i)(?:[0-9a-f]{1,4}:)*[0-9a-f]{0,4}::(?:[0-9a-f]{1,4}:)*(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f]{1,4})?",
+        "<ip>",
+    ),
     (r"\b\d{1,3}(?:\.\d{1,3}){3}\b", "<ip>"),
     (r"(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "<id>"),
     (r"(?i)\b[0-9a-f]{8,}\b", "<id>"),
     # Mixed letter/digit tokens of 9+ characters (queue ids such as a640si2003528pls); short
     # provider codes (TSS04, RL000010, S3150) are shorter and survive.
     (r"(?i)\b(?:[a-z]+[0-9]+|[0-9]+[a-z]+)[a-z0-9]{7,}\b", "<id>"),
-    (r"\b([245])\.(\d{1,3})\.(\d{1,3})\b", _SHIELD_L + "${1}" + _SHIELD_M + "${2}" + _SHIELD_M + "${3}" + _SHIELD_L),
+    (
+        r"\b([245])\.(\d{1,3})\.(\d{1,3})\b",
+        _SHIELD_L + "${1}" + _SHIELD_M + "${2}" + _SHIELD_M + "${3}" + _SHIELD_L,
+    ),
     (r"\b\d+(?:[.,]\d+)*\b", "<n>"),
     (_SHIELD_L + r"(\d)" + _SHIELD_M + r"(\d+)" + _SHIELD_M + r"(\d+)" + _SHIELD_L, "${1}.${2}.${3}"),
     (r"\s+", " "),

@@ -53,4 +53,6 @@ def build_events_day(*, lake: Lake, day: str) -> EventsDay:
     kept, dropped = dedupe(rows.lazy())
     # A stable physical order makes re-runs byte-identical.
     events = kept.sort(["event_time", "event_id"]).collect()
-    return EventsDay(events=events, input_rows=rows.height, duplicates=dropped.collect(), files=files["path"].to_list())
+    return EventsDay(
+        events=events, input_rows=rows.height, duplicates=dropped.collect(), files=files["path"].to_list()
+    )

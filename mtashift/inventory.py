@@ -166,12 +166,29 @@ def pmta_vmtas(configs: list[PmtaConfig]) -> pl.DataFrame:
             pools = cfg.pools_of(name)
             base = {"node": cfg.node, "vmta": name, "pools": pools, "file": v.loc.file, "line": v.loc.line}
             if not hosts:
-                rows.append({**base, "source_ip": None, "ehlo_host": cfg.host_name, "source_spec": None,
-                             "inherited": False, "source_file": None, "source_line": None})  # fmt: skip
+                rows.append(
+                    {
+                        **base,
+                        "source_ip": None,
+                        "ehlo_host": cfg.host_name,
+                        "source_spec": None,
+                        "inherited": False,
+                        "source_file": None,
+                        "source_line": None,
+                    }
+                )
             for h in hosts:
-                rows.append({**base, "source_ip": h.ip, "ehlo_host": h.hostname or cfg.host_name,
-                             "source_spec": h.spec, "inherited": inherited,
-                             "source_file": h.loc.file, "source_line": h.loc.line})  # fmt: skip
+                rows.append(
+                    {
+                        **base,
+                        "source_ip": h.ip,
+                        "ehlo_host": h.hostname or cfg.host_name,
+                        "source_spec": h.spec,
+                        "inherited": inherited,
+                        "source_file": h.loc.file,
+                        "source_line": h.loc.line,
+                    }
+                )
     return _frame(rows, PMTA_VMTAS_SCHEMA).select(PMTA_VMTAS_SCHEMA.names())
 
 
@@ -180,8 +197,17 @@ def pmta_pools(configs: list[PmtaConfig]) -> pl.DataFrame:
     for cfg in configs:
         for p in cfg.pools.values():
             for member, loc in p.members:
-                rows.append({"node": cfg.node, "pool": p.name, "vmta": member, "vmta_defined": member in cfg.vmtas,
-                             "pool_has_domain_rules": bool(p.domains), "file": loc.file, "line": loc.line})  # fmt: skip
+                rows.append(
+                    {
+                        "node": cfg.node,
+                        "pool": p.name,
+                        "vmta": member,
+                        "vmta_defined": member in cfg.vmtas,
+                        "pool_has_domain_rules": bool(p.domains),
+                        "file": loc.file,
+                        "line": loc.line,
+                    }
+                )
     return _frame(rows, PMTA_POOLS_SCHEMA)
 
 
@@ -193,8 +219,18 @@ def pmta_source_ips(configs: list[PmtaConfig]) -> pl.DataFrame:
         def add(h: SourceHost, vmta: str | None, is_global: bool, by_ip=by_ip, cfg=cfg) -> None:
             if h.ip is None:
                 return
-            r = by_ip.setdefault(h.ip, {"node": cfg.node, "source_ip": h.ip, "vmtas": [], "ehlo_hosts": [],
-                                        "global_default": False, "file": h.loc.file, "line": h.loc.line})  # fmt: skip
+            r = by_ip.setdefault(
+                h.ip,
+                {
+                    "node": cfg.node,
+                    "source_ip": h.ip,
+                    "vmtas": [],
+                    "ehlo_hosts": [],
+                    "global_default": False,
+                    "file": h.loc.file,
+                    "line": h.loc.line,
+                },
+            )
             if vmta and vmta not in r["vmtas"]:
                 r["vmtas"].append(vmta)
             host = h.hostname or cfg.host_name
@@ -216,22 +252,41 @@ def pmta_domain_rules(configs: list[PmtaConfig]) -> pl.DataFrame:
     rows = []
     for cfg in configs:
         for r in effective_domain_rules(cfg):
-            rows.append({
-                "node": cfg.node, "vmta": r.vmta, "domain_pattern": r.pattern.text, "pattern_kind": r.pattern.kind,
-                "directive": r.directive, "qualifier": r.qualifier, "value": r.value, "scope": r.scope,
-                "scope_name": r.scope_name, "source_pattern": r.source_pattern.text,
-                "from_macro": r.source_pattern.from_macro, "file": r.loc.file, "line": r.loc.line,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "node": cfg.node,
+                    "vmta": r.vmta,
+                    "domain_pattern": r.pattern.text,
+                    "pattern_kind": r.pattern.kind,
+                    "directive": r.directive,
+                    "qualifier": r.qualifier,
+                    "value": r.value,
+                    "scope": r.scope,
+                    "scope_name": r.scope_name,
+                    "source_pattern": r.source_pattern.text,
+                    "from_macro": r.source_pattern.from_macro,
+                    "file": r.loc.file,
+                    "line": r.loc.line,
+                }
+            )
     return _frame(rows, PMTA_DOMAIN_RULES_SCHEMA)
 
 
 def pmta_dkim_keys(configs: list[PmtaConfig]) -> pl.DataFrame:
     rows = [
-        {"node": cfg.node, "domain": k.domain, "selector": k.selector, "key_path": k.path, "scope": k.scope,
-         "scope_name": k.scope_name, "file": k.loc.file, "line": k.loc.line}
+        {
+            "node": cfg.node,
+            "domain": k.domain,
+            "selector": k.selector,
+            "key_path": k.path,
+            "scope": k.scope,
+            "scope_name": k.scope_name,
+            "file": k.loc.file,
+            "line": k.loc.line,
+        }
         for cfg in configs
         for k in cfg.domain_keys
-    ]  # fmt: skip
+    ]
     return _frame(rows, PMTA_DKIM_KEYS_SCHEMA)
 
 
@@ -239,20 +294,36 @@ def pmta_directives(configs: list[PmtaConfig]) -> pl.DataFrame:
     kd = known_directives()
     rows = []
     for cfg in configs:
-        for scope, block, d in iter_all_directives(cfg):
+        for scope, block, d, _parent in iter_all_directives(cfg):
             known = d.name.startswith("<") or d.name == "(pattern)" or d.name in kd
-            rows.append({"node": cfg.node, "scope": scope, "block": block, "directive": d.name, "value": d.value,
-                         "known": known, "file": d.loc.file, "line": d.loc.line})  # fmt: skip
+            rows.append(
+                {
+                    "node": cfg.node,
+                    "scope": scope,
+                    "block": block,
+                    "directive": d.name,
+                    "value": d.value,
+                    "known": known,
+                    "file": d.loc.file,
+                    "line": d.loc.line,
+                }
+            )
     return _frame(rows, PMTA_DIRECTIVES_SCHEMA)
 
 
 def pmta_config_issues(configs: list[PmtaConfig]) -> pl.DataFrame:
     rows = [
-        {"node": cfg.node, "severity": i.severity, "code": i.code, "message": i.message,
-         "file": i.loc.file if i.loc else None, "line": i.loc.line if i.loc else None}
+        {
+            "node": cfg.node,
+            "severity": i.severity,
+            "code": i.code,
+            "message": i.message,
+            "file": i.loc.file if i.loc else None,
+            "line": i.loc.line if i.loc else None,
+        }
         for cfg in configs
         for i in cfg.issues
-    ]  # fmt: skip
+    ]
     return _frame(rows, PMTA_CONFIG_ISSUES_SCHEMA)
 
 
@@ -327,9 +398,11 @@ def build_estate_inventory(
         pl.col("file").first().alias("config_file"), pl.col("line").first().alias("config_line")
     )
     cfg_ips = ips.select(
-        "node", pl.col("source_ip").alias("name"), pl.col("file").alias("config_file"),
+        "node",
+        pl.col("source_ip").alias("name"),
+        pl.col("file").alias("config_file"),
         pl.col("line").alias("config_line"),
-    )  # fmt: skip
+    )
     exact_keys = (
         keys.filter(pl.col("domain") != "*")
         .group_by("node", pl.col("domain").alias("name"))
@@ -343,7 +416,9 @@ def build_estate_inventory(
 
     parts = [
         _join(cfg_vmtas, _seen(ev, "source"), "vmta").with_columns(pl.lit(None, pl.String()).alias("detail")),
-        _join(cfg_ips, _seen(ev, "source_ip"), "source_ip").with_columns(pl.lit(None, pl.String()).alias("detail")),
+        _join(cfg_ips, _seen(ev, "source_ip"), "source_ip").with_columns(
+            pl.lit(None, pl.String()).alias("detail")
+        ),
     ]
     domains = (
         _join(exact_keys, _seen(ev, "sender_domain"), "sender_domain")

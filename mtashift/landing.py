@@ -95,5 +95,11 @@ def as_frame(files: list[LandingFile]) -> pl.DataFrame:
             "mtime_ns": [f.mtime_ns for f in files],
             "writable": [f.writable for f in files],
         },
-        schema={"kind": pl.String, "path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64, "writable": pl.Boolean},
+        schema={
+            "kind": pl.String,
+            "path": pl.String,
+            "size": pl.Int64,
+            "mtime_ns": pl.Int64,
+            "writable": pl.Boolean,
+        },
     )

@@ -77,7 +77,11 @@ def load(lake: Lake, kind: str) -> pl.DataFrame:
 
 
 def load_all(lake: Lake) -> pl.DataFrame:
-    frames = [load(lake, p.stem) for p in sorted(lake.manifest.glob("*.parquet"))] if lake.manifest.exists() else []
+    frames = (
+        [load(lake, p.stem) for p in sorted(lake.manifest.glob("*.parquet"))]
+        if lake.manifest.exists()
+        else []
+    )
     return pl.concat(frames) if frames else pl.DataFrame(schema=MANIFEST_SCHEMA)
 
 
@@ -104,7 +108,12 @@ def plan(files: Sequence[LandingFile], manifest: pl.DataFrame, *, skip_open: boo
             else:
                 out.unchanged.append(f)
             continue
-        if prev is not None and prev["size"] == f.size and prev["mtime_ns"] == f.mtime_ns and prev["status"] != "skipped_open":
+        if (
+            prev is not None
+            and prev["size"] == f.size
+            and prev["mtime_ns"] == f.mtime_ns
+            and prev["status"] != "skipped_open"
+        ):
             out.unchanged.append(f)
             continue
         sha = sha256_file(f.path)
@@ -214,7 +223,8 @@ def ingest(
                 "days_touched": sorted(set(days) | set(old_days)),
                 "raw_path": str(events_out.relative_to(lake.root)) if r["ok"] else None,
                 "quarantine_path": str(quarantine_out.relative_to(lake.root)) if r["ok"] else None,
-                "detail": r.get("detail") or (json.dumps(r["extra"], sort_keys=True) if r.get("extra") else None),
+                "detail": r.get("detail")
+                or (json.dumps(r["extra"], sort_keys=True) if r.get("extra") else None),
                 "batch_id": batch_id,
                 "ingested_at": now,
             }
@@ -248,10 +258,7 @@ def ingest(
     if not new_rows:
         return pl.DataFrame(schema=MANIFEST_SCHEMA)
     batch = pl.DataFrame(new_rows, schema=MANIFEST_SCHEMA)
-    merged = (
-        pl.concat([manifest.filter(~pl.col("path").is_in(batch["path"].implode())), batch])
-        .sort("path")
-    )
+    merged = pl.concat([manifest.filter(~pl.col("path").is_in(batch["path"].implode())), batch]).sort("path")
     write_parquet(merged, manifest_path(lake, kind))
     return batch
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import glob
 import ipaddress
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -255,16 +255,21 @@ class _Reader:
                 )
                 if idx is None:
                     self.report(
-                        "error", "unmatched-close",
-                        f"closing </{tag}> without a matching <{tag}> in this file", loc, syntax=True,
-                    )  # fmt: skip
+                        "error",
+                        "unmatched-close",
+                        f"closing </{tag}> without a matching <{tag}> in this file",
+                        loc,
+                        syntax=True,
+                    )
                     continue
                 for open_blk in stack[idx + 1 :][::-1]:
                     self.report(
-                        "error", "unclosed-tag",
+                        "error",
+                        "unclosed-tag",
                         f"<{open_blk.tag} {open_blk.arg}> opened at {open_blk.loc} is not closed before </{tag}>",
-                        loc, syntax=True,
-                    )  # fmt: skip
+                        loc,
+                        syntax=True,
+                    )
                 stack[idx].end_loc = loc
                 del stack[idx:]
                 continue
@@ -281,10 +286,12 @@ class _Reader:
         while len(stack) > base_depth:
             blk = stack.pop()
             self.report(
-                "error", "unclosed-tag",
+                "error",
+                "unclosed-tag",
                 f"<{blk.tag} {blk.arg}> opened at {blk.loc} is not closed by the end of {rel}",
-                blk.loc, syntax=True,
-            )  # fmt: skip
+                blk.loc,
+                syntax=True,
+            )
 
     def include(self, spec: str, including: Path, loc: Loc, *, parent: Block, stack, active, depth) -> None:
         parent.children.append(Directive(name="include", value=spec, loc=loc))
@@ -486,7 +493,7 @@ class PmtaConfig:
 # helpers: IPs, patterns, macros
 
 
-def _normalise_cidr(spec: str) -> str:
+def normalise_cidr(spec: str) -> str:
     """PowerMTA accepts abbreviated IPv4 prefixes (``10/8``); pad them for the ipaddress module."""
     if "/" in spec and ":" not in spec:
         addr, _, bits = spec.partition("/")
@@ -503,7 +510,7 @@ def expand_source_host(spec: str, hostname: str | None, loc: Loc, issues: list[I
         if "/" not in spec:
             ip = ipaddress.ip_address(spec)
             return [SourceHost(ip=str(ip), hostname=hostname, spec=spec, loc=loc)]
-        net = ipaddress.ip_network(_normalise_cidr(spec), strict=False)
+        net = ipaddress.ip_network(normalise_cidr(spec), strict=False)
     except ValueError:
         issues.append(
             Issue("warning", "bad-source-host", f"smtp-source-host {spec!r} is not an IP or CIDR", loc)
@@ -891,10 +898,13 @@ def _check_pools(cfg: PmtaConfig) -> None:
         with_domains = [p for p in cfg.pools_of(v) if cfg.pools[p].domains]
         if len(with_domains) > 1:
             cfg.issues.append(
-                Issue("error", "vmta-in-several-pools-with-domains",
-                      f"virtual-mta {v} is in pools {', '.join(with_domains)} which all define <domain> blocks",
-                      cfg.vmtas[v].loc)
-            )  # fmt: skip
+                Issue(
+                    "error",
+                    "vmta-in-several-pools-with-domains",
+                    f"virtual-mta {v} is in pools {', '.join(with_domains)} which all define <domain> blocks",
+                    cfg.vmtas[v].loc,
+                )
+            )
 
 
 def parse_node(node_dir: str | Path, *, node: str | None = None, strict: bool = False) -> PmtaConfig:
@@ -993,6 +1003,57 @@ def _scopes_for(cfg: PmtaConfig, vmta: str | None) -> list[list[DomainBlock]]:
     return scopes
 
 
+def effective_settings(
+    cfg: PmtaConfig, vmta: str | None, pattern: DomainPattern
+) -> dict[tuple[str, str], EffectiveSetting]:
+    """Effective settings of one (VMTA, pattern) view, keyed by (directive, qualifier).
+
+    The pattern need not be configured in every scope (a pattern written only inside a VMTA can be
+    evaluated for the global view, giving what that VMTA would inherit). Rule: see
+    :func:`effective_domain_rules`.
+    """
+    merged: dict[tuple[str, str], EffectiveSetting] = {}
+    for blocks in _scopes_for(cfg, vmta):
+        cands = []
+        for order, b in enumerate(blocks):
+            for q in b.patterns:
+                if q.text == pattern.text or pattern_applies(q, pattern):
+                    cands.append((q.specificity, order, q, b))
+        cands.sort(key=lambda t: (t[0], t[1]))
+        for _spec, _order, q, b in cands:
+            for d in b.directives:
+                if d.name == "domain-key":
+                    continue
+                tokens = d.value.split()
+                qual = tokens[0] if d.name in KEYED_DIRECTIVES and tokens else ""
+                value = d.value[len(qual) :].strip() if qual else d.value
+                merged[(d.name, qual)] = EffectiveSetting(
+                    vmta=vmta,
+                    pattern=pattern,
+                    directive=d.name,
+                    qualifier=qual,
+                    value=value,
+                    scope=b.scope,
+                    scope_name=b.scope_name,
+                    source_pattern=q,
+                    loc=d.loc,
+                )
+    return merged
+
+
+def view_patterns(cfg: PmtaConfig, vmta: str | None) -> list[DomainPattern]:
+    """Patterns configured in the scopes a view inherits from, in order of first appearance."""
+    patterns: list[DomainPattern] = []
+    seen: set[str] = set()
+    for blocks in _scopes_for(cfg, vmta):
+        for b in blocks:
+            for p in b.patterns:
+                if p.text not in seen:
+                    seen.add(p.text)
+                    patterns.append(p)
+    return patterns
+
+
 def effective_domain_rules(cfg: PmtaConfig) -> list[EffectiveSetting]:
     """Effective settings per (VMTA, configured pattern, directive) after PowerMTA inheritance.
 
@@ -1005,49 +1066,23 @@ def effective_domain_rules(cfg: PmtaConfig) -> list[EffectiveSetting]:
     VirtualMTA (global scope only).
     """
     out: list[EffectiveSetting] = []
-    views: list[str | None] = [None, *cfg.vmtas]
-    for vmta in views:
-        scopes = _scopes_for(cfg, vmta)
-        if vmta is not None and not any(scopes[1:]) and not cfg.domains:
-            continue
-        patterns: list[DomainPattern] = []
-        seen: set[str] = set()
-        for blocks in scopes:
-            for b in blocks:
-                for p in b.patterns:
-                    if p.text not in seen:
-                        seen.add(p.text)
-                        patterns.append(p)
-        for p in patterns:
-            merged: dict[tuple[str, str], EffectiveSetting] = {}
-            for blocks in scopes:
-                cands = []
-                for order, b in enumerate(blocks):
-                    for q in b.patterns:
-                        if pattern_applies(q, p) or q.text == p.text:
-                            cands.append((q.specificity, order, q, b))
-                cands.sort(key=lambda t: (t[0], t[1]))
-                for _spec, _order, q, b in cands:
-                    for d in b.directives:
-                        if d.name == "domain-key":
-                            continue
-                        qual = d.value.split()[0] if d.name in KEYED_DIRECTIVES and d.value.split() else ""
-                        value = d.value[len(qual) :].strip() if qual else d.value
-                        merged[(d.name, qual)] = EffectiveSetting(
-                            vmta=vmta, pattern=p, directive=d.name, qualifier=qual, value=value,
-                            scope=b.scope, scope_name=b.scope_name, source_pattern=q, loc=d.loc,
-                        )  # fmt: skip
+    for vmta in [None, *cfg.vmtas]:
+        for p in view_patterns(cfg, vmta):
+            merged = effective_settings(cfg, vmta, p)
             out.extend(merged[k] for k in sorted(merged))
     return out
 
 
-def iter_all_directives(cfg: PmtaConfig) -> Iterable[tuple[str, str, Directive]]:
-    """Every directive of the tree as (scope label, block label, directive), in file order."""
+def iter_all_directives(cfg: PmtaConfig) -> list[tuple[str, str, Directive, Loc | None]]:
+    """Every directive of the tree as (scope label, block path, directive, enclosing block's loc), in file order.
 
-    def walk(blk: Block, scope: str, path: str) -> Iterator[tuple[str, str, Directive]]:
+    Block tags are items too: name ``<tag>``, value the tag's argument.
+    """
+
+    def walk(blk: Block, scope: str, path: str, parent: Loc | None):
         for c in blk.children:
             if isinstance(c, Directive):
-                yield scope, path, c
+                yield scope, path, c, parent
                 continue
             label = f"<{c.tag}{' ' + c.arg if c.arg else ''}>"
             if c.tag == "virtual-mta":
@@ -1058,10 +1093,9 @@ def iter_all_directives(cfg: PmtaConfig) -> Iterable[tuple[str, str, Directive]]
                 inner_scope = scope
             else:
                 inner_scope = f"{c.tag}:{c.arg}" if c.arg else c.tag
-            # the block itself is an item of the report too: name "<tag>", value its argument
-            yield scope, path, Directive(name=f"<{c.tag}>", value=c.arg, loc=c.loc)
-            yield from walk(c, inner_scope, f"{path} {label}".strip())
+            yield scope, path, Directive(name=f"<{c.tag}>", value=c.arg, loc=c.loc), parent
+            yield from walk(c, inner_scope, f"{path} {label}".strip(), c.loc)
 
     if cfg.tree is None:
         return []
-    return list(walk(cfg.tree, "global", ""))
+    return list(walk(cfg.tree, "global", "", None))

@@ -285,27 +285,29 @@ def add_provider(
     """
     pmap = pmap or load_provider_map()
     names = frame.collect_schema().names()
-    if "recipient_domain" not in names and "mx_host" not in names:
+    keys = [c for c in ("recipient_domain", "mx_host") if c in names]
+    if not keys:
         raise ValueError("add_provider needs a recipient_domain or mx_host column")
     if "provider" in names:
         frame = frame.drop("provider")
+    # Attribute each distinct (domain, MX host) once and join back: a day has millions of rows but
+    # only thousands of pairs, and the suffix/regex matching is the expensive part.
+    lookup = frame.select(keys).unique()
     parts: list[pl.Expr] = []
-    if "mx_host" in names:
+    if "mx_host" in keys:
         parts.append(mx_provider_expr("mx_host", pmap=pmap))
-    if domain_map is not None and "recipient_domain" in names:
+    if domain_map is not None and "recipient_domain" in keys:
         mapped = domain_map.select(
             pl.col("recipient_domain").cast(pl.String),
             pl.col("provider").cast(pl.String).alias("__dm_provider"),
         ).unique("recipient_domain", keep="first", maintain_order=True)
-        frame = frame.join(mapped, on="recipient_domain", how="left", maintain_order="left")
+        lookup = lookup.join(mapped, on="recipient_domain", how="left")
         parts.append(pl.col("__dm_provider"))
-    if "recipient_domain" in names:
+    if "recipient_domain" in keys:
         parts.append(domain_list_provider_expr("recipient_domain", pmap=pmap))
     parts.append(pl.lit(OTHER))
-    out = frame.with_columns(pl.coalesce(parts).alias("provider"))
-    if domain_map is not None and "recipient_domain" in names:
-        out = out.drop("__dm_provider")
-    return out
+    lookup = lookup.select(*keys, pl.coalesce(parts).alias("provider"))
+    return frame.join(lookup, on=keys, how="left", nulls_equal=True, maintain_order="left")
 
 
 def recipient_domains(*, events: pl.LazyFrame, pmap: ProviderMap | None = None) -> pl.LazyFrame:

@@ -32,6 +32,14 @@ _COUNTED_TYPES: tuple[str, ...] = (*ATTEMPT_EVENT_TYPES, "queue_deferred", "remo
 _NEEDED = ("event_type", "event_time", "queued_time", "recipient_domain", "mx_host", *RATE_KEYS[1:])
 
 
+def _bucket_values() -> dict[str, list[str]]:
+    """bounced_* column -> the consequence values counted in it (column order as in the schema)."""
+    out: dict[str, list[str]] = {}
+    for value, column in CONSEQUENCE_COLUMNS.items():
+        out.setdefault(column, []).append(value)
+    return out
+
+
 def rates_schema(grain: Grain) -> pl.Schema:
     return PROVIDER_RATES_HOURLY_SCHEMA if grain == "hour" else PROVIDER_RATES_DAILY_SCHEMA
 
@@ -81,13 +89,10 @@ def rates(
         frame = add_provider(frame, domain_map=dm, pmap=pmap)
 
     if consequences is not None:
-        cons = (
-            consequences.select(
-                pl.col("event_id").cast(pl.String),
-                pl.col("consequence").cast(pl.String).str.to_lowercase().alias("__consequence"),
-            )
-            .unique("event_id", keep="first", maintain_order=True)
-        )
+        cons = consequences.select(
+            pl.col("event_id").cast(pl.String),
+            pl.col("consequence").cast(pl.String).str.to_lowercase().alias("__consequence"),
+        ).unique("event_id", keep="first", maintain_order=True)
         frame = frame.join(cons, on="event_id", how="left", maintain_order="left")
         source_label = "bounces"
     else:
@@ -117,10 +122,12 @@ def rates(
         _count(et == "deferred").alias("deferred"),
         _count(is_bounced).alias("bounced"),
         *[
-            _count(is_bounced & (pl.col("__consequence") == value)).alias(column)
-            for value, column in CONSEQUENCE_COLUMNS.items()
+            _count(is_bounced & pl.col("__consequence").is_in(values).fill_null(False)).alias(column)
+            for column, values in _bucket_values().items()
         ],
-        _count(is_bounced & ~pl.col("__consequence").is_in(known).fill_null(False)).alias(UNCLASSIFIED_COLUMN),
+        _count(is_bounced & ~pl.col("__consequence").is_in(known).fill_null(False)).alias(
+            UNCLASSIFIED_COLUMN
+        ),
         _count(et == "expired").alias("expired"),
         _count(et == "queue_deferred").alias("queue_deferred"),
         _count(et == "remote_bounce").alias("remote_bounced"),
@@ -132,30 +139,34 @@ def rates(
         ],
         pl.col("event_time").filter(et.is_in(ATTEMPT_EVENT_TYPES)).max().alias("last_attempt_time"),
     ]
-    main = frame.group_by(group).agg(aggs)
-
-    peak = (
-        frame.filter(is_delivered)
-        .group_by([*group, pl.col("event_time").dt.truncate("1m").alias("__minute")])
-        .agg(pl.len().alias("__n"))
-        .group_by(group)
-        .agg(pl.col("__n").max().cast(pl.Int64).alias("peak_delivered_per_minute"))
+    aggs.append(
+        # Occurrences of each clock minute among the group's deliveries; the largest is the peak.
+        pl.col("event_time")
+        .filter(is_delivered)
+        .dt.truncate("1m")
+        .unique_counts()
+        .max()
+        .alias("peak_delivered_per_minute")
     )
-    out = main.join(peak, on=group, how="left", nulls_equal=True).with_columns(
-        pl.col("peak_delivered_per_minute").fill_null(0),
-        _ratio("delivered", "attempts").alias("delivery_rate"),
-        _ratio("deferred", "attempts").alias("deferral_rate"),
-        _ratio("bounced", "attempts").alias("bounce_rate"),
-        _ratio("expired", "attempts").alias("expiry_rate"),
-        _ratio("complaints", "delivered").alias("complaint_rate"),
-        pl.when(pl.col("delivered") > 0)
-        .then((pl.col("delivered") + pl.col("deferred")) / pl.col("delivered"))
-        .otherwise(None)
-        .alias("attempts_per_delivered"),
-        # Inputs have µs resolution; rounding to it removes float noise from interpolation, so
-        # a hand-computed percentile compares exactly.
-        *[pl.col(name).round(6) for name in LATENCY_QUANTILES],
-        pl.lit(source_label).alias("consequence_source"),
+    out = (
+        frame.group_by(group)
+        .agg(aggs)
+        .with_columns(
+            pl.col("peak_delivered_per_minute").fill_null(0),
+            _ratio("delivered", "attempts").alias("delivery_rate"),
+            _ratio("deferred", "attempts").alias("deferral_rate"),
+            _ratio("bounced", "attempts").alias("bounce_rate"),
+            _ratio("expired", "attempts").alias("expiry_rate"),
+            _ratio("complaints", "delivered").alias("complaint_rate"),
+            pl.when(pl.col("delivered") > 0)
+            .then((pl.col("delivered") + pl.col("deferred")) / pl.col("delivered"))
+            .otherwise(None)
+            .alias("attempts_per_delivered"),
+            # Inputs have µs resolution; rounding to it removes float noise from interpolation, so
+            # a hand-computed percentile compares exactly.
+            *[pl.col(name).round(6) for name in LATENCY_QUANTILES],
+            pl.lit(source_label).alias("consequence_source"),
+        )
     )
     schema = rates_schema(grain)
     return out.select([pl.col(n).cast(t) for n, t in schema.items()]).sort(group, nulls_last=True)
@@ -225,7 +236,7 @@ def reconcile_with_events(*, rates_frame: pl.DataFrame, events: pl.LazyFrame) ->
         .collect()
         .row(0, named=True)
     )
-    split = [*CONSEQUENCE_COLUMNS.values(), UNCLASSIFIED_COLUMN]
+    split = [*dict.fromkeys(CONSEQUENCE_COLUMNS.values()), UNCLASSIFIED_COLUMN]
     in_table = {c: int(rates_frame[c].sum() or 0) for c in direct}
     in_table["bounced_by_consequence"] = int(sum(int(rates_frame[c].sum() or 0) for c in split))
     direct = {k: int(v or 0) for k, v in direct.items()}

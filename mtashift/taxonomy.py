@@ -131,7 +131,9 @@ def parse_taxonomy(document: dict) -> Taxonomy:
         if not key:
             raise ValueError(f"taxonomy: empty label under {name}")
         if labels.get(key, name) != name:
-            raise ValueError(f"taxonomy: label {label!r} folds to {key!r}, claimed by {labels[key]} and {name}")
+            raise ValueError(
+                f"taxonomy: label {label!r} folds to {key!r}, claimed by {labels[key]} and {name}"
+            )
         labels[key] = name
 
     for name, spec in cats.items():
@@ -149,11 +151,15 @@ def parse_taxonomy(document: dict) -> Taxonomy:
         kumo = tuple(str(x) for x in spec.get("kumo") or [])
         for label in pmta:
             if label in seen_pmta:
-                raise ValueError(f"taxonomy: PowerMTA label {label!r} listed under {seen_pmta[label]} and {name}")
+                raise ValueError(
+                    f"taxonomy: PowerMTA label {label!r} listed under {seen_pmta[label]} and {name}"
+                )
             seen_pmta[label] = name
         for label in kumo:
             if label in seen_kumo:
-                raise ValueError(f"taxonomy: KumoMTA label {label!r} listed under {seen_kumo[label]} and {name}")
+                raise ValueError(
+                    f"taxonomy: KumoMTA label {label!r} listed under {seen_kumo[label]} and {name}"
+                )
             seen_kumo[label] = name
         categories[name] = Category(name, str(spec["description"]), spec["consequence"], pmta, kumo)
 
@@ -196,7 +202,9 @@ def fold_label_expr(raw: pl.Expr | str) -> pl.Expr:
     return _as_expr(raw).cast(pl.String).str.to_lowercase().str.replace_all(r"[^a-z0-9]", "")
 
 
-def map_raw_category(raw: pl.Expr | str = "raw_bounce_category", *, taxonomy: Taxonomy | None = None) -> pl.Expr:
+def map_raw_category(
+    raw: pl.Expr | str = "raw_bounce_category", *, taxonomy: Taxonomy | None = None
+) -> pl.Expr:
     """Unified category of a raw label column: null for null/blank, ``other`` for unknown labels."""
     tax = taxonomy or load_taxonomy()
     folded = fold_label_expr(raw)
@@ -206,7 +214,9 @@ def map_raw_category(raw: pl.Expr | str = "raw_bounce_category", *, taxonomy: Ta
     return pl.when(folded.is_null() | (folded == "")).then(pl.lit(None, dtype=pl.String)).otherwise(mapped)
 
 
-def raw_label_known(raw: pl.Expr | str = "raw_bounce_category", *, taxonomy: Taxonomy | None = None) -> pl.Expr:
+def raw_label_known(
+    raw: pl.Expr | str = "raw_bounce_category", *, taxonomy: Taxonomy | None = None
+) -> pl.Expr:
     """True where the raw label is one the taxonomy lists (false for unknown, null for blank)."""
     tax = taxonomy or load_taxonomy()
     folded = fold_label_expr(raw)
@@ -217,7 +227,10 @@ def consequence_expr(category: pl.Expr | str = "category", *, taxonomy: Taxonomy
     """Consequence of a unified category column (null for null)."""
     tax = taxonomy or load_taxonomy()
     return _as_expr(category).replace_strict(
-        list(tax.categories), [c.consequence for c in tax.categories.values()], default=None, return_dtype=pl.String
+        list(tax.categories),
+        [c.consequence for c in tax.categories.values()],
+        default=None,
+        return_dtype=pl.String,
     )
 
 
@@ -237,4 +250,6 @@ def taxonomy_frame(taxonomy: Taxonomy | None = None) -> pl.DataFrame:
                     "raw_label": label,
                 }
             )
-    return pl.DataFrame(rows, schema={k: pl.String for k in ("category", "consequence", "description", "mta", "raw_label")})
+    return pl.DataFrame(
+        rows, schema={k: pl.String for k in ("category", "consequence", "description", "mta", "raw_label")}
+    )

@@ -117,7 +117,9 @@ def warmup_state(*, rates_daily: pl.LazyFrame, as_of: date | None = None) -> pl.
     )
 
     last_mta = (
-        rates_daily.filter(pl.col("source_ip").is_not_null() & (pl.col("attempts") > 0) & (pl.col("day") <= as_of))
+        rates_daily.filter(
+            pl.col("source_ip").is_not_null() & (pl.col("attempts") > 0) & (pl.col("day") <= as_of)
+        )
         .group_by([*_KEYS, "mta"])
         .agg(pl.col("last_attempt_time").max().alias("__t"))
         .sort([*_KEYS, "__t", "mta"], nulls_last=False)

@@ -41,9 +41,15 @@ _EVENT_KEYS_2: tuple[str, ...] = (
 
 BOUNCE_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     **{name: (EVENT_SCHEMA[name], "as in events") for name in _EVENT_KEYS},
-    "provider": (pl.String(), "mailbox provider (mtashift.providers closed set; null when no provider map ran)"),
+    "provider": (
+        pl.String(),
+        "mailbox provider (mtashift.providers closed set; null when no provider map ran)",
+    ),
     **{name: (EVENT_SCHEMA[name], "as in events") for name in _EVENT_KEYS_2},
-    "raw_category": (pl.String(), "raw_bounce_category mapped onto the taxonomy; null when blank, `other` when unknown"),
+    "raw_category": (
+        pl.String(),
+        "raw_bounce_category mapped onto the taxonomy; null when blank, `other` when unknown",
+    ),
     "classifier_category": (pl.String(), "what the classifier rules say, for every row (agreement reports)"),
     "classifier_rule": (pl.String(), "id of the classifier rule that matched (`catch-all` when none did)"),
     "category": (pl.String(), "unified category: raw_category when informative, else classifier_category"),

@@ -17,10 +17,12 @@ RATE_KEYS: tuple[str, ...] = ("provider", "pool", "source", "source_ip", "mta")
 # denominator `attempts` of delivery/deferral/bounce/expiry rates.
 ATTEMPT_EVENT_TYPES: tuple[str, ...] = ("delivered", "deferred", "bounced", "expired")
 
-# bounces.consequence value -> bounced_* column. Anything else (or no classification) counts
-# as bounced_unclassified; nothing is guessed from the SMTP code.
+# bounces.consequence value (the bounce taxonomy's vocabulary, mtashift.taxonomy.CONSEQUENCES,
+# compared case-insensitively) -> bounced_* column. Anything else, or no classification, counts as
+# bounced_unclassified; nothing is guessed from the SMTP code.
 CONSEQUENCE_COLUMNS: dict[str, str] = {
     "suppress": "bounced_suppress",
+    "retry-then-suppress": "bounced_retry",
     "retry": "bounced_retry",
     "statistical": "bounced_statistical",
 }
@@ -46,7 +48,10 @@ _RATE_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "deferred": (pl.Int64(), "deferred events (PowerMTA `t`, KumoMTA TransientFailure): failed tries"),
     "bounced": (pl.Int64(), "bounced events (PowerMTA `b` other than message-expired, KumoMTA Bounce)"),
     "bounced_suppress": (pl.Int64(), "bounced events whose bounces.consequence is `suppress`"),
-    "bounced_retry": (pl.Int64(), "bounced events whose bounces.consequence is `retry`"),
+    "bounced_retry": (
+        pl.Int64(),
+        "bounced events whose bounces.consequence is `retry-then-suppress` (or `retry`)",
+    ),
     "bounced_statistical": (pl.Int64(), "bounced events whose bounces.consequence is `statistical`"),
     "bounced_unclassified": (
         pl.Int64(),
@@ -76,7 +81,10 @@ _RATE_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
         "approximation, so it can exceed 1 in a small group",
     ),
     "latency_samples": (pl.Int64(), "delivered events with a queued_time (the percentiles' population)"),
-    "latency_p50_s": (pl.Float64(), "median seconds from queued_time to delivery (event_time), linear interpolation"),
+    "latency_p50_s": (
+        pl.Float64(),
+        "median seconds from queued_time to delivery (event_time), linear interpolation",
+    ),
     "latency_p95_s": (pl.Float64(), "95th percentile of the same, linear interpolation"),
     "latency_p99_s": (pl.Float64(), "99th percentile of the same, linear interpolation"),
     "attempts_per_delivered": (
@@ -139,7 +147,10 @@ WARMUP_DAILY_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "source_ip": (pl.String(), "local source IP"),
     "provider": (pl.String(), "mailbox provider"),
     "day": (pl.Date(), "UTC day"),
-    "delivered": (pl.Int64(), "delivered events of the IP to the provider that day (0-filled between first and last day)"),
+    "delivered": (
+        pl.Int64(),
+        "delivered events of the IP to the provider that day (0-filled between first and last day)",
+    ),
     "attempts": (pl.Int64(), "attempts (see provider_rates) that day"),
     "deferred": (pl.Int64(), "deferred events that day"),
 }
@@ -168,7 +179,10 @@ WARMUP_STATE_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     ),
     "delivered_total": (pl.Int64(), "delivered over the whole history"),
     "delivered_history": (pl.List(pl.Int64()), "daily delivered from first_day to as_of, 0-filled"),
-    "mta_last_seen": (pl.String(), "mta of the IP's latest attempt to the provider (latest last_attempt_time; ties: alphabetically last)"),
+    "mta_last_seen": (
+        pl.String(),
+        "mta of the IP's latest attempt to the provider (latest last_attempt_time; ties: alphabetically last)",
+    ),
 }
 WARMUP_STATE_SCHEMA = pl.Schema({k: t for k, (t, _) in WARMUP_STATE_COLUMNS.items()})
 

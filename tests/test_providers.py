@@ -109,9 +109,13 @@ def test_parse_rejects_bad_maps(doc: dict, message: str) -> None:
 
 def test_custom_map_file_drives_attribution(tmp_path) -> None:
     path = tmp_path / "p.yaml"
-    path.write_text("providers:\n  mimecast:\n    mx_suffixes: ['.filter.example.']\n    domains: [corp.example]\n")
+    path.write_text(
+        "providers:\n  mimecast:\n    mx_suffixes: ['.filter.example.']\n    domains: [corp.example]\n"
+    )
     pmap = load_provider_map(path)
-    assert provider_for_mx("mx1.filter.example", pmap=pmap) == "mimecast"  # trailing dot of the suffix dropped
+    assert (
+        provider_for_mx("mx1.filter.example", pmap=pmap) == "mimecast"
+    )  # trailing dot of the suffix dropped
     assert provider_for_mx("aspmx.l.google.com", pmap=pmap) is None
     assert provider_for_domain("sub.corp.example", pmap=pmap) == "mimecast"
 
@@ -124,9 +128,17 @@ def test_add_provider_precedence_and_shape() -> None:
     frame = _events(
         [
             # 0: own MX wins over the domain list (hotmail.com address hosted on a tenant MX)
-            {"event_type": "delivered", "recipient_domain": "hotmail.com", "mx_host": "x.mail.protection.outlook.com"},
+            {
+                "event_type": "delivered",
+                "recipient_domain": "hotmail.com",
+                "mx_host": "x.mail.protection.outlook.com",
+            },
             # 1: consumer Outlook
-            {"event_type": "delivered", "recipient_domain": "hotmail.com", "mx_host": "hotmail-com.olc.protection.outlook.com"},
+            {
+                "event_type": "delivered",
+                "recipient_domain": "hotmail.com",
+                "mx_host": "hotmail-com.olc.protection.outlook.com",
+            },
             # 2: no MX on the row -> domain map (custom Workspace domain)
             {"event_type": "complaint", "recipient_domain": "acme.example", "mx_host": None},
             # 3: non-provider MX on the row -> domain map still consulted
@@ -142,7 +154,10 @@ def test_add_provider_precedence_and_shape() -> None:
         ]
     ).with_columns(pl.lit("stale").alias("provider"))
     dmap = pl.LazyFrame(
-        {"recipient_domain": ["acme.example", "yahoo.fr", "acme.example"], "provider": ["google", "mimecast", "yahoo"]}
+        {
+            "recipient_domain": ["acme.example", "yahoo.fr", "acme.example"],
+            "provider": ["google", "mimecast", "yahoo"],
+        }
     )
     out = add_provider(frame, domain_map=dmap).collect()
     assert out["provider"].to_list() == [
@@ -171,10 +186,30 @@ def test_domain_mx_map_most_frequent_provider() -> None:
     rows = (
         # acme.example: 3 events on Google MX, 2 on an office365 MX -> google; sample = most frequent host
         [{"event_type": "delivered", "recipient_domain": "acme.example", "mx_host": "aspmx.l.google.com"}] * 2
-        + [{"event_type": "deferred", "recipient_domain": "acme.example", "mx_host": "alt1.aspmx.l.google.com"}]
-        + [{"event_type": "bounced", "recipient_domain": "acme.example", "mx_host": "acme.mail.protection.outlook.com"}] * 2
+        + [
+            {
+                "event_type": "deferred",
+                "recipient_domain": "acme.example",
+                "mx_host": "alt1.aspmx.l.google.com",
+            }
+        ]
+        + [
+            {
+                "event_type": "bounced",
+                "recipient_domain": "acme.example",
+                "mx_host": "acme.mail.protection.outlook.com",
+            }
+        ]
+        * 2
         # received/complaint MX values are not observations; non-provider MX hosts never count
-        + [{"event_type": "received", "recipient_domain": "acme.example", "mx_host": "x.mail.protection.outlook.com"}] * 5
+        + [
+            {
+                "event_type": "received",
+                "recipient_domain": "acme.example",
+                "mx_host": "x.mail.protection.outlook.com",
+            }
+        ]
+        * 5
         + [{"event_type": "delivered", "recipient_domain": "acme.example", "mx_host": "mx.acme.example"}] * 9
         # tie between yahoo and apple (1 each) -> alphabetical: apple
         + [{"event_type": "delivered", "recipient_domain": "tie.example", "mx_host": "mta5.am0.yahoodns.net"}]
@@ -183,8 +218,18 @@ def test_domain_mx_map_most_frequent_provider() -> None:
     )
     out = domain_mx_map(events=_events(rows)).sort("recipient_domain").collect()
     assert out.to_dicts() == [
-        {"recipient_domain": "acme.example", "provider": "google", "mx_host_sample": "aspmx.l.google.com", "mx_events": 3},
-        {"recipient_domain": "tie.example", "provider": "apple", "mx_host_sample": "mx01.mail.icloud.com", "mx_events": 1},
+        {
+            "recipient_domain": "acme.example",
+            "provider": "google",
+            "mx_host_sample": "aspmx.l.google.com",
+            "mx_events": 3,
+        },
+        {
+            "recipient_domain": "tie.example",
+            "provider": "apple",
+            "mx_host_sample": "mx01.mail.icloud.com",
+            "mx_events": 1,
+        },
     ]
 
 
@@ -204,12 +249,37 @@ def _t(h: int, m: int = 0, d: int = 10) -> datetime:
 def test_recipient_domains_history_table() -> None:
     rows = [
         {"event_type": "received", "event_time": _t(8, d=9), "recipient_domain": "acme.example"},
-        {"event_type": "delivered", "event_time": _t(9), "recipient_domain": "acme.example", "mx_host": "aspmx.l.google.com"},
+        {
+            "event_type": "delivered",
+            "event_time": _t(9),
+            "recipient_domain": "acme.example",
+            "mx_host": "aspmx.l.google.com",
+        },
         {"event_type": "complaint", "event_time": _t(7, d=12), "recipient_domain": "acme.example"},
-        {"event_type": "delivered", "event_time": _t(9), "recipient_domain": "gmail.com", "mx_host": "mx.relay.example"},
-        {"event_type": "deferred", "event_time": _t(10), "recipient_domain": "quiet.example", "mx_host": "mx.quiet.example"},
-        {"event_type": "deferred", "event_time": _t(11), "recipient_domain": "quiet.example", "mx_host": "mx.quiet.example"},
-        {"event_type": "delivered", "event_time": _t(12), "recipient_domain": "quiet.example", "mx_host": "mx2.quiet.example"},
+        {
+            "event_type": "delivered",
+            "event_time": _t(9),
+            "recipient_domain": "gmail.com",
+            "mx_host": "mx.relay.example",
+        },
+        {
+            "event_type": "deferred",
+            "event_time": _t(10),
+            "recipient_domain": "quiet.example",
+            "mx_host": "mx.quiet.example",
+        },
+        {
+            "event_type": "deferred",
+            "event_time": _t(11),
+            "recipient_domain": "quiet.example",
+            "mx_host": "mx.quiet.example",
+        },
+        {
+            "event_type": "delivered",
+            "event_time": _t(12),
+            "recipient_domain": "quiet.example",
+            "mx_host": "mx2.quiet.example",
+        },
         {"event_type": "queue_deferred", "event_time": _t(12), "recipient_domain": None},
     ]
     out = recipient_domains(events=_events(rows)).collect()

@@ -20,7 +20,6 @@ How it works (and why):
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import re
@@ -60,7 +59,7 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # peer stays in `extra` and mx_host/mx_ip are null, as for PowerMTA `r`/`f` rows.
 INBOUND_TYPES: tuple[str, ...] = ("Reception", "Rejection", "Feedback", "XferIn")
 
-# Meta keys (in this order) that carry a job id, then header names.
+# Meta keys, then header names, that carry a job id: the first non-null wins. Matched case-sensitively.
 JOB_META_KEYS: tuple[str, ...] = ("job_id", "jobId", "x-job", "X-Job")
 JOB_HEADER_KEYS: tuple[str, ...] = ("X-Job", "x-job")
 
@@ -148,7 +147,12 @@ def parse_kumo_file(
     """Read one file into (events in EVENT_SCHEMA, quarantine in QUARANTINE_SCHEMA, stats) without writing."""
     sink = _MemorySink()
     stats = _run(
-        Path(path), rel_path=rel_path, kind=kind, include_open=include_open, sink=sink, chunk_bytes=chunk_bytes,
+        Path(path),
+        rel_path=rel_path,
+        kind=kind,
+        include_open=include_open,
+        sink=sink,
+        chunk_bytes=chunk_bytes,
         threads=threads,
     )
     return sink.events(), sink.quarantine(), stats
@@ -170,14 +174,19 @@ def ingest_kumo_file(
     An open segment (write bit set) is skipped unless ``include_open``: nothing is written and the stats say
     ``skipped_open``.
     """
+    kind = kind or classify_kumo_path(rel_path)
+    if kind == "segment" and not include_open and is_open_segment(Path(path)):
+        return KumoFileStats(source_file=rel_path, kind=kind, open_segment=True, skipped_open=True)
     with _ParquetSink(Path(events_out), Path(quarantine_out)) as sink:
-        stats = _run(
-            Path(path), rel_path=rel_path, kind=kind, include_open=include_open, sink=sink,
-            chunk_bytes=chunk_bytes, threads=threads,
+        return _run(
+            Path(path),
+            rel_path=rel_path,
+            kind=kind,
+            include_open=include_open,
+            sink=sink,
+            chunk_bytes=chunk_bytes,
+            threads=threads,
         )
-        if stats.skipped_open:
-            sink.abort()
-    return stats
 
 
 def ingest_kumo_files(
@@ -306,13 +315,15 @@ _TRANSFORM = {
     "sender": "VARCHAR",
     "recipient": "JSON",
     "queue": "VARCHAR",
+    "site": "JSON",
     "size": "BIGINT",
     "response": {
         "code": "INTEGER",
         "enhanced_code": {"class": "INTEGER", "subject": "INTEGER", "detail": "INTEGER"},
         "content": "VARCHAR",
+        "command": "JSON",
     },
-    "peer_address": {"name": "VARCHAR", "addr": "VARCHAR"},
+    "peer_address": {"name": "VARCHAR", "addr": "VARCHAR", "is_secure": "JSON"},
     "timestamp": "BIGINT",
     "event_time": "VARCHAR",
     "created": "BIGINT",
@@ -321,34 +332,76 @@ _TRANSFORM = {
     "bounce_classification": "VARCHAR",
     "egress_pool": "VARCHAR",
     "egress_source": "VARCHAR",
-    "source_address": {"address": "VARCHAR"},
-    "meta": {k: "VARCHAR" for k in JOB_META_KEYS},
-    "headers": {k: "VARCHAR" for k in JOB_HEADER_KEYS},
+    "source_address": "JSON",
+    "feedback_report": "JSON",
+    "meta": "JSON",
+    "headers": "JSON",
+    "delivery_protocol": "JSON",
+    "reception_protocol": "JSON",
     "nodeid": "VARCHAR",
     "tls_cipher": "VARCHAR",
     "tls_protocol_version": "VARCHAR",
+    "tls_peer_subject_name": "JSON",
+    "provider_name": "JSON",
     "session_id": "VARCHAR",
 }
 
-# Keys whose value is fully carried by canonical columns and therefore removed from `extra`.
-_MAPPED_KEYS: tuple[str, ...] = (
+# Every top-level key of a KumoMTA record we know (formats.md B.1). A record with any other key takes the
+# slower path that keeps the unknown keys verbatim (json_merge_patch of the whole record).
+KNOWN_KEYS: tuple[str, ...] = tuple(_TRANSFORM)
+
+# Keys carried by canonical columns: never in `extra`.
+MAPPED_KEYS: tuple[str, ...] = (
     "type", "id", "sender", "recipient", "size", "num_attempts", "bounce_classification", "egress_pool",
     "egress_source", "nodeid", "tls_cipher", "tls_protocol_version", "timestamp", "created",
 )  # fmt: skip
+
+# Keys kept in `extra` as raw JSON (in this order), when not null. `queue` and `session_id` also feed columns
+# or the event_id; `peer_address`, `response`, `event_time`, `created_time` are kept only in part (see docs).
+EXTRA_RAW_KEYS: tuple[str, ...] = (
+    "site", "source_address", "feedback_report", "meta", "headers", "delivery_protocol", "reception_protocol",
+    "tls_peer_subject_name", "provider_name",
+)  # fmt: skip
+
+# The slow path's patch after the mapped and null-valued keys: timestamps that parsed, the mapped parts of
+# `response` and (for outbound records) `peer_address`, and the array position.
+_PATCH_TAIL: tuple[str, ...] = (
+    """CASE WHEN et_tz IS NOT NULL OR j.event_time IS NULL THEN ',"event_time":null' ELSE '' END""",
+    """CASE WHEN ct_tz IS NOT NULL OR j.created_time IS NULL THEN ',"created_time":null' ELSE '' END""",
+    """CASE WHEN j.response.command IS NULL THEN ',"response":null'
+        ELSE ',"response":{"code":null,"enhanced_code":null,"content":null}' END""",
+    """CASE WHEN j.type IN (INBOUND) THEN ''
+        WHEN j.peer_address.is_secure IS NULL THEN ',"peer_address":null'
+        ELSE ',"peer_address":{"name":null,"addr":null}' END""",
+    """CASE WHEN rec_index IS NOT NULL THEN ',"record_index":' || CAST(rec_index AS VARCHAR) ELSE '' END""",
+)
 
 
 def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def _json_path(key: str) -> str:
+    return "$." + json.dumps(key)
+
+
 def _build_sql() -> str:
     transform = _sql_str(json.dumps(_TRANSFORM, separators=(",", ":")))
-    type_case = " ".join(f"WHEN {_sql_str(k)} THEN {_sql_str(v)}" for k, v in KUMO_RECORD_TYPES.items())
+    known = "[" + ", ".join(_sql_str(k) for k in KNOWN_KEYS) + "]"
+    meta_paths = "[" + ", ".join(_sql_str(_json_path(k)) for k in JOB_META_KEYS) + "]"
+    header_paths = "[" + ", ".join(_sql_str(_json_path(k)) for k in JOB_HEADER_KEYS) + "]"
     inbound = ", ".join(_sql_str(t) for t in INBOUND_TYPES)
-    job = ", ".join(
-        [f"j.meta.{_ident(k)}" for k in JOB_META_KEYS] + [f"j.headers.{_ident(k)}" for k in JOB_HEADER_KEYS]
+    # Slow path: drop mapped keys, and known keys whose value is null, exactly like the fast path does.
+    drop_if_null = [k for k in KNOWN_KEYS if k not in MAPPED_KEYS and k not in ("response", "peer_address")]
+    null_pieces = [
+        f"CASE WHEN j.{_ident(k)} IS NULL THEN {_sql_str(',' + json.dumps(k) + ':null')} ELSE '' END"
+        for k in drop_if_null
+        if k not in ("event_time", "created_time")
+    ]
+    patch = " || ".join(
+        [_sql_str("{" + ",".join(f'"{k}":null' for k in MAPPED_KEYS)), *null_pieces, *_PATCH_TAIL, "'}'"]
     )
-    patch_head = _sql_str("{" + ",".join(f'"{k}":null' for k in _MAPPED_KEYS))
+    patch = patch.replace("INBOUND", inbound)
     ws = "chr(32) || chr(9) || chr(13) || chr(10)"
     max_epoch = 253402300799  # 9999-12-31T23:59:59Z
     return f"""
@@ -367,105 +420,71 @@ c AS (
         TRY_CAST(j.event_time AS TIMESTAMPTZ) AS et_tz,
         CASE WHEN j.timestamp BETWEEN -{max_epoch} AND {max_epoch} THEN to_timestamp(j.timestamp) END AS ts_tz,
         TRY_CAST(j.created_time AS TIMESTAMPTZ) AS ct_tz,
-        CASE WHEN j.created BETWEEN -{max_epoch} AND {max_epoch} THEN to_timestamp(j.created) END AS cr_tz,
-        j.type IN ({inbound}) AS inbound
+        CASE WHEN j.created BETWEEN -{max_epoch} AND {max_epoch} THEN to_timestamp(j.created) END AS cr_tz
     FROM src
 ),
 d AS (
-    SELECT *,
-        coalesce(r0, CASE WHEN et_tz IS NULL AND ts_tz IS NULL THEN 'bad_timestamp' END) AS reason
+    SELECT *, coalesce(r0, CASE WHEN et_tz IS NULL AND ts_tz IS NULL THEN 'bad_timestamp' END) AS reason
     FROM c
 ),
 e AS (
     SELECT line_no, byte_offset, rec_index, reason,
         CASE WHEN reason IS NOT NULL THEN txt END AS raw_text,
-        CASE WHEN reason IS NULL THEN CASE j.type {type_case} ELSE 'other' END END AS event_type,
-        CASE WHEN reason IS NULL THEN j.type END AS raw_type,
-        CASE WHEN reason IS NULL THEN coalesce(et_tz, ts_tz) END AS event_time,
-        CASE WHEN reason IS NULL THEN coalesce(ct_tz, cr_tz) END AS queued_time,
-        CASE WHEN reason IS NULL THEN
-            CASE WHEN et_tz IS NOT NULL
-                 THEN CAST(epoch_us(et_tz) AS VARCHAR)
-                      || lpad(CAST(coalesce(epoch_ns(TRY_CAST(j.event_time AS TIMESTAMP_NS)) % 1000, 0) AS VARCHAR), 3, '0')
-                 ELSE CAST(j.timestamp AS VARCHAR) || '000000000' END
-        END AS key_time,
+        j.type AS raw_type,
+        coalesce(et_tz, ts_tz) AS event_time,
+        coalesce(ct_tz, cr_tz) AS queued_time,
+        -- integer nanoseconds since the epoch, as text: the sub-microsecond digits come from the
+        -- RFC 3339 text kumod writes (YYYY-MM-DDTHH:MM:SS.fffffffffZ).
+        CASE WHEN et_tz IS NOT NULL
+             THEN CAST(epoch_us(et_tz) AS VARCHAR)
+                  || CASE WHEN length(j.event_time) = 30 AND j.event_time[20] = '.'
+                          THEN substr(j.event_time, 27, 3) ELSE '000' END
+             ELSE CAST(epoch_us(ts_tz) AS VARCHAR) || '000' END AS key_time,
         j.sender AS sender,
         CASE WHEN reason IS NOT NULL OR j.recipient IS NULL THEN [NULL::VARCHAR]
              WHEN starts_with(j.recipient, '[') THEN
                  coalesce(nullif(TRY(from_json(j.recipient, '["VARCHAR"]')), []), [NULL::VARCHAR])
              ELSE [j.recipient ->> '$'] END AS rcpts,
-        j.egress_pool AS pool,
-        j.egress_source AS source,
-        CASE WHEN j.source_address.address IS NULL OR j.source_address.address = '' THEN NULL
-             WHEN starts_with(j.source_address.address, '[')
-                 THEN nullif(split_part(substr(j.source_address.address, 2), ']', 1), '')
-             WHEN length(j.source_address.address) - length(replace(j.source_address.address, ':', '')) = 1
-                 THEN nullif(split_part(j.source_address.address, ':', 1), '')
-             ELSE j.source_address.address END AS source_ip,
-        CASE WHEN NOT inbound THEN nullif(rtrim(lower(j.peer_address.name), '.'), '') END AS mx_host,
-        CASE WHEN NOT inbound THEN nullif(j.peer_address.addr, '') END AS mx_ip,
-        TRY_CAST(j.response.code AS SMALLINT) AS smtp_code,
-        CASE WHEN j.response.enhanced_code.class IS NOT NULL
-                  AND j.response.enhanced_code.subject IS NOT NULL
-                  AND j.response.enhanced_code.detail IS NOT NULL
-             THEN CAST(j.response.enhanced_code.class AS VARCHAR) || '.'
-                  || CAST(j.response.enhanced_code.subject AS VARCHAR) || '.'
-                  || CAST(j.response.enhanced_code.detail AS VARCHAR) END AS enhanced_status,
-        j.response.content AS response,
-        j.bounce_classification AS raw_bounce_category,
-        coalesce({job}) AS job_id,
-        CASE WHEN strpos(j.queue, '@') > 1 THEN
-            CASE WHEN strpos(split_part(j.queue, '@', 1), ':') > 0
-                 THEN nullif(split_part(split_part(j.queue, '@', 1), ':', 1), '') END
-        END AS campaign,
-        CASE WHEN strpos(j.queue, '@') > 1 THEN
-            CASE WHEN strpos(split_part(j.queue, '@', 1), ':') > 0
-                 THEN nullif(substr(split_part(j.queue, '@', 1), strpos(split_part(j.queue, '@', 1), ':') + 1), '')
-                 ELSE split_part(j.queue, '@', 1) END
-        END AS tenant,
         j.id AS message_id,
         j.size AS size_bytes,
         j.num_attempts AS attempts,
+        j.nodeid AS node,
+        j.egress_pool AS pool,
+        j.egress_source AS source,
+        j.bounce_classification AS raw_bounce_category,
         j.tls_protocol_version AS tls_protocol,
         j.tls_cipher AS tls_cipher,
-        j.nodeid AS node,
-        j.session_id AS session_id,
+        j.response.code AS code,
+        j.response.enhanced_code.class AS ec_class,
+        j.response.enhanced_code.subject AS ec_subject,
+        j.response.enhanced_code.detail AS ec_detail,
+        j.response.content AS response,
+        j.response.command AS x_command,
+        j.peer_address.name AS peer_name,
         j.peer_address.addr AS peer_addr,
-        CASE WHEN reason IS NULL THEN
-            json_merge_patch(txt,
-                {patch_head}
-                || CASE WHEN et_tz IS NOT NULL OR j.event_time IS NULL THEN ',"event_time":null' ELSE '' END
-                || CASE WHEN ct_tz IS NOT NULL OR j.created_time IS NULL THEN ',"created_time":null' ELSE '' END
-                || CASE WHEN j.response IS NOT NULL
-                        THEN ',"response":{{"code":null,"enhanced_code":null,"content":null}}' ELSE '' END
-                || CASE WHEN NOT inbound AND j.peer_address IS NOT NULL
-                        THEN ',"peer_address":{{"name":null,"addr":null}}' ELSE '' END
-                || CASE WHEN rec_index IS NOT NULL THEN ',"record_index":' || CAST(rec_index AS VARCHAR) ELSE '' END
-                || '}}')
-        END AS extra0
+        j.peer_address.is_secure AS peer_secure,
+        json_extract_string(j.source_address, '$.address') AS src_addr,
+        CASE WHEN reason IS NULL AND (j.meta IS NOT NULL OR j.headers IS NOT NULL) THEN
+            list_concat(json_extract_string(j.meta, {meta_paths}), json_extract_string(j.headers, {header_paths}))
+        END AS jobs,
+        j.queue AS queue,
+        j.session_id AS session_id,
+        CASE WHEN et_tz IS NULL THEN j.event_time END AS x_event_time,
+        CASE WHEN ct_tz IS NULL THEN j.created_time END AS x_created_time,
+        {", ".join(f"j.{_ident(k)} AS x_{k}" for k in EXTRA_RAW_KEYS)},
+        CASE WHEN reason IS NULL
+                  AND len(list_filter(json_keys(txt), lambda k: NOT list_contains({known}, k))) > 0
+             THEN CAST(json_merge_patch(txt, {patch}) AS VARCHAR) END AS x_full
     FROM d
 ),
 f AS (
     SELECT * EXCLUDE (rcpts), unnest(rcpts) AS recipient FROM e
 )
-SELECT
-    line_no, byte_offset, rec_index, reason, raw_text,
+SELECT * EXCLUDE (jobs),
+    coalesce({", ".join(f"jobs[{i + 1}]" for i in range(len(JOB_META_KEYS) + len(JOB_HEADER_KEYS)))}) AS job_id,
     CASE WHEN reason IS NULL THEN md5(concat_ws(chr(31), '{MTA}', raw_type, coalesce(message_id, ''), key_time,
         coalesce(recipient, ''), coalesce(CAST(attempts AS VARCHAR), ''), coalesce(node, ''),
-        coalesce(session_id, ''), coalesce(sender, ''), coalesce(peer_addr, ''))) END AS event_id,
-    event_type, raw_type, event_time, queued_time, sender,
-    CASE WHEN strpos(sender, '@') > 0 THEN nullif(rtrim(lower(split_part(sender, '@', -1)), '.>'), '') END
-        AS sender_domain,
-    recipient,
-    CASE WHEN strpos(recipient, '@') > 0 THEN nullif(rtrim(lower(split_part(recipient, '@', -1)), '.>'), '') END
-        AS recipient_domain,
-    pool, source, source_ip, mx_host, mx_ip, smtp_code, enhanced_status, response, raw_bounce_category,
-    job_id, campaign, tenant, message_id, size_bytes, attempts, tls_protocol, tls_cipher, node,
-    CASE WHEN extra0 IS NULL THEN NULL
-         WHEN strpos(extra0, '":{{}}') = 0 THEN extra0
-         ELSE replace(replace(replace(replace(replace(replace(extra0,
-              ',"peer_address":{{}}', ''), '"peer_address":{{}},', ''), '{{"peer_address":{{}}}}', '{{}}'),
-              ',"response":{{}}', ''), '"response":{{}},', ''), '{{"response":{{}}}}', '{{}}') END AS extra
+        coalesce(session_id, ''), coalesce(sender, ''), coalesce(peer_addr, ''))) END AS event_id
 FROM f
 """
 
@@ -522,7 +541,6 @@ class _ParquetSink:
         self._targets = (events_out, quarantine_out)
         self._stack = contextlib.ExitStack()
         self._writers: list[pq.ParquetWriter] = []
-        self._aborted = False
 
     def __enter__(self) -> _ParquetSink:
         ev_tmp = self._stack.enter_context(atomic_path(self._targets[0]))
@@ -539,22 +557,11 @@ class _ParquetSink:
     def write_quarantine(self, frame: pl.DataFrame) -> None:
         self._writers[1].write_table(frame.to_arrow().cast(_QUARANTINE_ARROW_SCHEMA))
 
-    def abort(self) -> None:
-        self._aborted = True
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
         for w in self._writers:
             w.close()
-        if exc_type is not None or self._aborted:
-            # Leaving the atomic_path contexts with an exception removes the temporary files unrenamed.
-            with contextlib.suppress(_Abort):
-                self._stack.__exit__(_Abort, _Abort(), None)
-            return
-        self._stack.close()
-
-
-class _Abort(Exception):
-    pass
+        # With an exception the atomic_path contexts delete the temporary files instead of renaming them.
+        return bool(self._stack.__exit__(exc_type, exc, tb))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -644,11 +651,12 @@ class _Reader:
         """Run the SQL over `lines` rows, quarantine what failed, expand arrays, emit events."""
         self.con.register("lines", table)
         try:
-            out = self.con.execute(_SQL).pl()
+            out = pl.from_arrow(self.con.sql(_SQL).to_arrow_table())
         finally:
             self.con.unregister("lines")
         q = _Quarantine()
-        ok = out.filter(pl.col("reason").is_null())
+        assert isinstance(out, pl.DataFrame)
+        ok = _derive(out.filter(pl.col("reason").is_null()))
         bad = out.filter(pl.col("reason").is_not_null())
         arrays: list[tuple[int, int, str]] = []
         for line_no, off, rec_index, reason, raw in bad.select(
@@ -657,10 +665,17 @@ class _Reader:
             where = f"record {rec_index} of the JSON array on this line; " if rec_index is not None else ""
             if reason == "blank":
                 self.stats.other_lines += 1
+                self.stats.records_read -= 1
             elif reason == "array" and not second_pass:
                 arrays.append((line_no, off, raw))
             elif reason in ("not_a_record", "array"):
-                q.add(line_no, off, "not_a_record", where + "valid JSON but not an object with a `type`", _text(raw))
+                q.add(
+                    line_no,
+                    off,
+                    "not_a_record",
+                    where + "valid JSON but not an object with a `type`",
+                    _text(raw),
+                )
             elif reason == "invalid_json":
                 q.add(line_no, off, "invalid_json", where + _json_error(raw), _text(raw))
             elif reason == "bad_timestamp":
@@ -695,7 +710,9 @@ class _Reader:
             self.stats.quarantined += len(q)
             self.sink.write_quarantine(q.frame(self.rel_path))
 
-    def quarantine_one(self, line_no: int | None, off: int | None, reason: str, detail: str, raw: str) -> None:
+    def quarantine_one(
+        self, line_no: int | None, off: int | None, reason: str, detail: str, raw: str
+    ) -> None:
         q = _Quarantine()
         q.add(line_no, off, reason, detail, raw)
         self._quarantine(q)
@@ -719,11 +736,15 @@ class _Reader:
         events = events.cast(EVENT_SCHEMA)  # type: ignore[arg-type]
         if events.height:
             self.stats.events += events.height
-            lo, hi = events.select(pl.col("event_time").min(), pl.col("event_time").max()).row(0)
+            lo, hi = events.select(
+                pl.col("event_time").min().alias("lo"), pl.col("event_time").max().alias("hi")
+            ).row(0)
             s = self.stats
             s.first_event_time = lo if s.first_event_time is None else min(s.first_event_time, lo)
             s.last_event_time = hi if s.last_event_time is None else max(s.last_event_time, hi)
-            self.days.update(events.select(pl.col("event_time").dt.date().unique()).to_series().cast(pl.String))
+            self.days.update(
+                events.select(pl.col("event_time").dt.date().unique()).to_series().cast(pl.String)
+            )
             self.sink.write_events(events)
 
     # -- line mode -------------------------------------------------------------------------------
@@ -738,10 +759,10 @@ class _Reader:
         starts[0] = 0
         starts[1 : len(nl) + 1] = nl + 1
         starts[n] = len(buf)
-        if base_offset == 0 and buf.startswith(UTF8_BOM):
-            starts[0] = len(UTF8_BOM)
         line_nos = np.arange(first_line_no, first_line_no + n, dtype=np.int64)
         offsets = starts[:-1] + base_offset
+        if base_offset == 0 and buf.startswith(UTF8_BOM):
+            starts[0] = len(UTF8_BOM)  # the BOM stays out of the record text, the offset still says 0
         self.stats.lines_read += n
         self.stats.records_read += n
         txt = pa.LargeStringArray.from_buffers(n, pa.py_buffer(starts), pa.py_buffer(buf))
@@ -750,17 +771,12 @@ class _Reader:
             keep = None
         except pa.ArrowInvalid:
             keep = self._invalid_utf8(buf, starts, line_nos, offsets)
-        table = pa.table(
-            {
-                "line_no": line_nos,
-                "byte_offset": offsets,
-                "rec_index": pa.nulls(n, pa.int32()),
-                "txt": txt,
-            },
-            schema=_LINES_SCHEMA,
+        # Arrays built from buffers: pa.array()/pa.table() on numpy would import pandas (~0.5 s per process).
+        table = pa.Table.from_arrays(
+            [_int64_array(line_nos), _int64_array(offsets), pa.nulls(n, pa.int32()), txt], schema=_LINES_SCHEMA
         )
         if keep is not None:
-            table = table.filter(pa.array(keep))
+            table = table.take(_int64_array(np.flatnonzero(keep).astype(np.int64)))
         if unterminated_last and n:
             self._last_line_check(table, n)
         else:
@@ -783,7 +799,9 @@ class _Reader:
         else:
             self.records(last)
 
-    def _invalid_utf8(self, buf: bytes, starts: np.ndarray, line_nos: np.ndarray, offsets: np.ndarray) -> list[bool]:
+    def _invalid_utf8(
+        self, buf: bytes, starts: np.ndarray, line_nos: np.ndarray, offsets: np.ndarray
+    ) -> list[bool]:
         keep: list[bool] = []
         q = _Quarantine()
         for i in range(len(starts) - 1):
@@ -795,7 +813,6 @@ class _Reader:
                 keep.append(False)
                 q.add(int(line_nos[i]), int(offsets[i]), "invalid_utf8", f"not UTF-8: {exc.reason} at byte "
                       f"{exc.start} of the line", _text(raw))  # fmt: skip
-        self.stats.records_read -= 0  # each invalid line is one quarantined record, already counted
         self._quarantine(q)
         return keep
 
@@ -808,16 +825,107 @@ def _valid_json(text: str) -> bool:
     return True
 
 
-def _table(rows: list[tuple[int, int, int, str]]) -> pa.Table:
+def _int64_array(values: np.ndarray) -> pa.Array:
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
+def _table(rows: list[tuple[int, int, int | None, str]]) -> pa.Table:
     line_no, off, idx, txt = zip(*rows, strict=True)
-    return pa.table(
-        {
-            "line_no": pa.array(line_no, pa.int64()),
-            "byte_offset": pa.array(off, pa.int64()),
-            "rec_index": pa.array(idx, pa.int32()),
-            "txt": pa.array(txt, pa.large_string()),
-        },
-        schema=_LINES_SCHEMA,
+    frame = pl.DataFrame(
+        {"line_no": line_no, "byte_offset": off, "rec_index": idx, "txt": txt},
+        schema={"line_no": pl.Int64, "byte_offset": pl.Int64, "rec_index": pl.Int32, "txt": pl.String},
+    )
+    return frame.to_arrow().cast(_LINES_SCHEMA)
+
+
+# --------------------------------------------------------------------------------------------------
+# columns derived in polars from the SQL output (vectorised string work is much cheaper here)
+# --------------------------------------------------------------------------------------------------
+
+
+def _nonempty(expr: pl.Expr) -> pl.Expr:
+    return pl.when(expr != "").then(expr)
+
+
+def _domain(expr: pl.Expr) -> pl.Expr:
+    # The part after the last `@`, lower-case, without a trailing dot or `>`; IDNA is applied afterwards.
+    return _nonempty(expr.str.extract(r"@([^@]*)$", 1).str.to_lowercase().str.strip_chars_end(".>"))
+
+
+def _str_member(key: str, expr: pl.Expr) -> pl.Expr:
+    """`"key":"value"` with the value JSON-escaped (by polars' JSON encoder); null when the value is null."""
+    encoded = pl.struct(expr.alias(key)).struct.json_encode().str.strip_prefix("{").str.strip_suffix("}")
+    return pl.when(expr.is_not_null()).then(encoded)
+
+
+def _raw_member(key: str, expr: pl.Expr) -> pl.Expr:
+    return pl.lit(json.dumps(key) + ":") + expr
+
+
+def _derive(out: pl.DataFrame) -> pl.DataFrame:
+    c = pl.col
+    inbound = c("raw_type").is_in(list(INBOUND_TYPES))
+    addr = c("src_addr")
+    source_ip = (
+        pl.when(addr.str.starts_with("["))
+        .then(addr.str.extract(r"^\[([^\]]*)\]", 1))
+        .when(addr.str.count_matches(":", literal=True) == 1)
+        .then(addr.str.split(":").list.first())
+        .otherwise(addr)
+    )
+    has_at = c("queue").str.splitn("@", 2)
+    prefix = pl.when(has_at.struct.field("field_1").is_not_null()).then(has_at.struct.field("field_0"))
+    colon = prefix.str.splitn(":", 2)
+    has_colon = colon.struct.field("field_1").is_not_null()
+    peer_any = c("peer_name").is_not_null() | c("peer_addr").is_not_null() | c("peer_secure").is_not_null()
+    peer_inbound = pl.concat_str(
+        [
+            pl.lit("{"),
+            pl.concat_str(
+                [
+                    _str_member("name", c("peer_name")),
+                    _str_member("addr", c("peer_addr")),
+                    _raw_member("is_secure", c("peer_secure")),
+                ],
+                separator=",",
+                ignore_nulls=True,
+            ),
+            pl.lit("}"),
+        ]
+    )
+    peer_member = (
+        pl.when(inbound & peer_any)
+        .then(pl.lit('"peer_address":') + peer_inbound)
+        .when(~inbound & c("peer_secure").is_not_null())
+        .then(pl.lit('"peer_address":{"is_secure":') + c("peer_secure") + pl.lit("}"))
+    )
+    members = [
+        _str_member("queue", c("queue")),
+        _raw_member("site", c("x_site")),
+        pl.lit('"response":{"command":') + c("x_command") + pl.lit("}"),
+        peer_member,
+        _str_member("event_time", c("x_event_time")),
+        _str_member("created_time", c("x_created_time")),
+        *[_raw_member(k, c(f"x_{k}")) for k in EXTRA_RAW_KEYS if k != "site"],
+        _str_member("session_id", c("session_id")),
+        _raw_member("record_index", c("rec_index").cast(pl.String)),
+    ]
+    fast_extra = pl.lit("{") + pl.concat_str(members, separator=",", ignore_nulls=True) + pl.lit("}")
+    return out.with_columns(
+        event_type=c("raw_type").replace_strict(KUMO_RECORD_TYPES, default="other", return_dtype=pl.String),
+        sender_domain=_domain(c("sender")),
+        recipient_domain=_domain(c("recipient")),
+        source_ip=_nonempty(source_ip),
+        mx_host=pl.when(~inbound).then(_nonempty(c("peer_name").str.to_lowercase().str.strip_chars_end("."))),
+        mx_ip=pl.when(~inbound).then(_nonempty(c("peer_addr"))),
+        smtp_code=c("code").cast(pl.Int16, strict=False),
+        enhanced_status=pl.concat_str(
+            [c("ec_class"), pl.lit("."), c("ec_subject"), pl.lit("."), c("ec_detail")]
+        ),
+        campaign=pl.when(has_colon).then(_nonempty(colon.struct.field("field_0"))),
+        tenant=_nonempty(pl.when(has_colon).then(colon.struct.field("field_1")).otherwise(prefix)),
+        extra=pl.coalesce(c("x_full"), fast_extra),
     )
 
 
@@ -872,7 +980,7 @@ def _run(path: Path, *, rel_path: str, kind: KumoKind | None, include_open: bool
             end = _StreamEnd()
             pieces = _open_pieces(fh, end)
             if kind != "segment":
-                pieces = yield_document_or_lines(pieces, reader)
+                pieces = _document_or_lines(pieces, reader)
             if pieces is not None:
                 _line_mode(pieces, end, reader, chunk_bytes=chunk_bytes, open_segment=stats.open_segment)
     finally:
@@ -905,11 +1013,12 @@ def _line_mode(pieces: Iterable[bytes], end: _StreamEnd, reader: _Reader, *, chu
         reader.lines(chunk, line_no, offset, unterminated_last=False)
         line_no, offset = line_no + chunk.count(b"\n"), offset + cut
     tail = bytes(buf[cut:])
+    if open_segment and end.status == "truncated":
+        # An open segment ends inside its current frame by nature; that is not damage.
+        _partial_tail(stats, tail)
+        return
     if end.status != "complete":
         stats.truncated = True
-        if open_segment and end.status == "truncated":
-            _partial_tail(stats, tail)
-            return
         stats.lines_read += 1
         stats.records_read += 1
         reader.quarantine_one(
@@ -934,7 +1043,7 @@ def _partial_tail(stats: KumoFileStats, tail: bytes) -> None:
         stats.partial_tail_bytes = len(tail)
 
 
-def yield_document_or_lines(pieces: Iterator[bytes], reader: _Reader) -> Iterator[bytes] | None:
+def _document_or_lines(pieces: Iterator[bytes], reader: _Reader) -> Iterator[bytes] | None:
     """For JSONL/webhook files: detect a file that is one pretty-printed JSON document.
 
     The file is line-oriented when its first non-blank line parses by itself. Otherwise the whole file is
@@ -949,7 +1058,7 @@ def yield_document_or_lines(pieces: Iterator[bytes], reader: _Reader) -> Iterato
             break
     else:
         first = _first_nonblank_line(head, final=True)
-    if first is None or _valid_json(first):
+    if first is None or _valid_json(first.removeprefix(UTF8_BOM)):
         return _chain(bytes(head), pieces)
     for piece in pieces:
         head += piece
@@ -1000,7 +1109,7 @@ def _document(reader: _Reader, data: bytes, doc: object) -> None:
         reader.records(_table([(line_no, start, i, _dumps(v)) for i, v in enumerate(doc)]), second_pass=True)
     else:
         stats.records_read += 1
-        reader.records(_table([(line_no, start, None, _dumps(doc))]), second_pass=True)  # type: ignore[list-item]
+        reader.records(_table([(line_no, start, None, _dumps(doc))]), second_pass=True)
 
 
 __all__ = [
@@ -1014,5 +1123,3 @@ __all__ = [
     "is_open_segment",
     "parse_kumo_file",
 ]
-
-_ = io  # kept for type-checkers that resolve IO from io

@@ -31,8 +31,12 @@ def _normalise(stats: dict[str, Any]) -> dict[str, Any]:
         "quarantined": stats.get("quarantined", 0),
         "duplicates": stats.get("duplicates", 0),
         "other_lines": stats.get("other_lines", 0),
-        "extra": {k: v for k, v in stats.items() if isinstance(v, int | float | str | bool) and k not in {
-            "lines_read", "rows", "quarantined", "duplicates", "other_lines"}},
+        "extra": {
+            k: v
+            for k, v in stats.items()
+            if isinstance(v, int | float | str | bool)
+            and k not in {"lines_read", "rows", "quarantined", "duplicates", "other_lines"}
+        },
     }
 
 
@@ -41,7 +45,9 @@ def ingest_pmta(path: Path, *, rel_path: str, events_out: Path, quarantine_out: 
 
     parts = rel_path.split("/")
     node = parts[1] if len(parts) > 2 else None
-    stats = ingest_pmta_file(path, rel_path=rel_path, node=node, events_out=events_out, quarantine_out=quarantine_out)
+    stats = ingest_pmta_file(
+        path, rel_path=rel_path, node=node, events_out=events_out, quarantine_out=quarantine_out
+    )
     return _normalise(_as_dict(stats))
 
 
@@ -51,7 +57,11 @@ def ingest_kumo(
     from mtashift.ingest.kumo import ingest_kumo_file
 
     stats = ingest_kumo_file(
-        path, rel_path=rel_path, include_open=include_open, events_out=events_out, quarantine_out=quarantine_out
+        path,
+        rel_path=rel_path,
+        include_open=include_open,
+        events_out=events_out,
+        quarantine_out=quarantine_out,
     )
     return _normalise(_as_dict(stats))
 
@@ -79,7 +89,11 @@ def reconcile_file_stats(*, lake: Lake, manifest: pl.DataFrame) -> pl.DataFrame:
     bad: list[dict[str, Any]] = []
     for r in manifest.iter_rows(named=True):
         parts = (r["rows"] or 0) + (r["quarantined"] or 0) + (r["duplicates"] or 0) + (r["other_lines"] or 0)
-        raw_rows = pl.scan_parquet(lake.root / r["raw_path"]).select(pl.len()).collect().item() if r["raw_path"] else 0
+        raw_rows = (
+            pl.scan_parquet(lake.root / r["raw_path"]).select(pl.len()).collect().item()
+            if r["raw_path"]
+            else 0
+        )
         qp = lake.root / r["quarantine_path"] if r["quarantine_path"] else None
         q_rows = pl.scan_parquet(qp).select(pl.len()).collect().item() if qp and qp.exists() else 0
         problems = []

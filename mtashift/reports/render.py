@@ -87,7 +87,10 @@ def render_section(con: duckdb.DuckDBPyConnection, section: Section, views: set[
         return out
     out.total_rows = df.height
     out.columns = df.columns
-    out.rows = [[fmt_value(v, column=c) for c, v in zip(df.columns, row, strict=True)] for row in df.head(section.limit).iter_rows()]
+    out.rows = [
+        [fmt_value(v, column=c) for c, v in zip(df.columns, row, strict=True)]
+        for row in df.head(section.limit).iter_rows()
+    ]
     if section.chart is not None and df.height:
         chart = section.chart(df)
         if chart is not None:
@@ -104,15 +107,19 @@ def render_report(
         rendered = [render_section(con, s, views) for s in sections]
     finally:
         con.close()
-    html = _env().get_template("report.html.j2").render(
-        title=title,
-        name=name,
-        sections=rendered,
-        generated_from=str(lake.catalog),
-        data_as_of=(context or {}).get("data_as_of", ""),
-        links=(context or {}).get("links", []),
-        headline=(context or {}).get("headline", []),
-        is_rate_column=is_rate_column,
+    html = (
+        _env()
+        .get_template("report.html.j2")
+        .render(
+            title=title,
+            name=name,
+            sections=rendered,
+            generated_from=str(lake.catalog),
+            data_as_of=(context or {}).get("data_as_of", ""),
+            links=(context or {}).get("links", []),
+            headline=(context or {}).get("headline", []),
+            is_rate_column=is_rate_column,
+        )
     )
     return write_text(html, lake.reports / f"{name}.html")
 

@@ -18,7 +18,9 @@ def _bar(df: pl.DataFrame, *, x: str, y: str, color: str | None = None, title: s
 
 AUDIT: list[Section] = [
     Section(
-        "volumes", "Volumes by provider and MTA", "events",
+        "volumes",
+        "Volumes by provider and MTA",
+        "events",
         """SELECT coalesce(provider, 'unmapped') AS provider, mta,
                   count(*) FILTER (WHERE event_type = 'delivered') AS delivered,
                   count(*) FILTER (WHERE event_type IN ('deferred')) AS deferred,
@@ -27,11 +29,19 @@ AUDIT: list[Section] = [
            FROM events_with_provider GROUP BY ALL ORDER BY delivered DESC, provider, mta""",
         chart=lambda df: _bar(df, x="provider", y="delivered", color="mta", title="Delivered by provider"),
     ),
-    Section("quarantine", "Data quality: quarantined lines by reason", "quarantine",
-            "SELECT source_kind, reason, count(*) AS lines FROM quarantine GROUP BY ALL ORDER BY lines DESC, source_kind, reason"),
-    Section("files", "Ingested files", "ingest_files",
-            "SELECT kind, status, count(*) AS files, sum(rows) AS rows, sum(quarantined) AS quarantined, "
-            "sum(duplicates) AS duplicates FROM ingest_files GROUP BY ALL ORDER BY kind, status"),
+    Section(
+        "quarantine",
+        "Data quality: quarantined lines by reason",
+        "quarantine",
+        "SELECT source_kind, reason, count(*) AS lines FROM quarantine GROUP BY ALL ORDER BY lines DESC, source_kind, reason",
+    ),
+    Section(
+        "files",
+        "Ingested files",
+        "ingest_files",
+        "SELECT kind, status, count(*) AS files, sum(rows) AS rows, sum(quarantined) AS quarantined, "
+        "sum(duplicates) AS duplicates FROM ingest_files GROUP BY ALL ORDER BY kind, status",
+    ),
 ]
 
 CUTOVER: list[Section] = []
