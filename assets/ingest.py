@@ -98,7 +98,8 @@ def kumo_files_reconcile(lake: LakeResource) -> dg.AssetCheckResult:
 
 @dg.asset(
     partitions_def=daily_partitions,
-    deps=[pmta_files, kumo_files],
+    # recipient_domains: daily stages attribute providers from it, so it is built before any day.
+    deps=[pmta_files, kumo_files, "recipient_domains"],
     group_name="events",
     tags={"cadence": "daily"},
     kinds={"polars", "parquet"},

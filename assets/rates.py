@@ -14,13 +14,13 @@ from mtashift.rates import (
     day_events,
     history,
     rates,
+    raw_events,
     reconcile_with_events,
 )
 from mtashift.warmup import warmup_daily as build_warmup_daily
 from mtashift.warmup import warmup_state as build_warmup_state
 from pipelines.partitions import daily_partitions
 from pipelines.resources import LakeResource
-from schemas.events import EVENT_SCHEMA
 from schemas.rates import PROVIDER_RATES_DAILY_SCHEMA
 
 
@@ -55,15 +55,17 @@ def _rates_partition(
 
 
 @dg.asset(
-    deps=["events"],
+    deps=["pmta_files", "kumo_files"],
     group_name="providers",
-    tags={"cadence": "history"},
+    tags={"cadence": "landing"},
     kinds={"polars", "parquet"},
 )
 def recipient_domains(lake: LakeResource) -> dg.MaterializeResult:
     """One row per recipient domain ever seen: provider (observed MX, else domain list), MX sample, first/last seen."""
+    # Built from the per-file raw layer, right after ingest, so every daily stage of the same run
+    # attributes providers with the whole history's MX evidence (no daily -> history -> daily cycle).
     lk = lake.lake()
-    events = history(lake=lk, table="events", schema=EVENT_SCHEMA)
+    events = raw_events(lake=lk)
     out = build_recipient_domains(events=events).collect()
     write_table(out, lake=lk, table="recipient_domains")
     by_provider = out.group_by("provider").len().sort("provider")

@@ -459,6 +459,12 @@ class _TreeRss:
 
 
 def _child(args: argparse.Namespace) -> None:
+    if args.child == "generate":
+        t = time.perf_counter()
+        frame = generate_frame(args.records)
+        paths = write_segments(frame, Path(args.segments), per_segment=args.per_segment)
+        print(f"generated {args.records:,} records in {len(paths)} segments in {time.perf_counter() - t:.1f}s")
+        return
     with _TreeRss() as tree:
         if args.child == "baseline":
             res = run_baseline(Path(args.segments), Path(args.out))
@@ -490,7 +496,7 @@ def main() -> None:
     ap.add_argument("--per-segment", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--workdir", type=str, default=None, help="keep generated data here (default: temp dir)")
-    ap.add_argument("--child", choices=["baseline", "ours"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["generate", "baseline", "ours"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--segments", type=str, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=str, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -501,12 +507,11 @@ def main() -> None:
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_kumo_"))
     seg_dir = work / "segments"
     try:
-        t = time.perf_counter()
         if not seg_dir.exists() or not any(seg_dir.iterdir()):
-            frame = generate_frame(args.records)
-            paths = write_segments(frame, seg_dir, per_segment=args.per_segment)
-            del frame
-            print(f"generated {args.records:,} records in {len(paths)} segments in {time.perf_counter() - t:.1f}s")
+            # In a subprocess: ru_maxrss survives fork+exec, so a big parent would inflate the children's figures.
+            cmd = [sys.executable, __file__, "--child", "generate", "--segments", str(seg_dir)]
+            cmd += ["--records", str(args.records), "--per-segment", str(args.per_segment)]
+            subprocess.run(cmd, check=True)
         comp = sum(p.stat().st_size for p in seg_dir.iterdir())
         print(f"segments: {seg_dir} ({comp / 2**20:.0f} MiB compressed)")
         for d in ("out_baseline", "out_ours"):

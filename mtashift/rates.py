@@ -206,6 +206,18 @@ def history(*, lake: Lake, table: str, schema: pl.Schema | None = None) -> pl.La
     return pl.scan_parquet(folder / "date=*" / "*.parquet", hive_partitioning=False)
 
 
+def raw_events(*, lake: Lake) -> pl.LazyFrame:
+    """Every canonical row of the raw layer (PowerMTA and KumoMTA files; copies not yet removed)."""
+    from schemas.events import EVENT_SCHEMA, conform
+
+    frames = [
+        conform(pl.scan_parquet(lake.raw_dir(kind) / "*.parquet"))
+        for kind in ("pmta", "kumo")
+        if any(lake.raw_dir(kind).glob("*.parquet"))
+    ]
+    return pl.concat(frames) if frames else pl.LazyFrame(schema=EVENT_SCHEMA)
+
+
 # --------------------------------------------------------------------------- checks
 
 

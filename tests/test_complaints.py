@@ -370,3 +370,12 @@ def test_complaint_alerts_view(tmp_path):
     assert "complaint_alerts" in catalog.refresh(lake)["created"]
     got = catalog.query(lake, "SELECT provider, sender_domain, status FROM complaint_alerts ORDER BY provider, sender_domain")
     assert got.rows() == [("google", "a.example", "warn"), ("yahoo", "a.example", "critical")]
+
+
+def test_candidates_fall_back_to_raw_type_when_mta_is_missing():
+    rows = [
+        {**pmta_f("f-raw", ts(2, 9), recipient="n@example.org"), "mta": None, "raw_type": "f"},
+        {**pmta_f("x-raw", ts(2, 9), recipient="o@example.org"), "mta": None, "raw_type": "zz"},  # not a complaint route
+    ]
+    c = complaint_candidates(events=frame(rows), arf=None)
+    assert c.select("route", "route_ref", "recipient", "mta").rows() == [("pmta_f", "f-raw", "n@example.org", "pmta")]

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from mtashift.deferrals import deferral_signatures, template_of
-from mtashift.lake import Lake, write_partition
+from mtashift.lake import Lake, write_parquet, write_partition
 from mtashift.rates import bounded_rate_violations, rates, reconcile_with_events
 from mtashift.warmup import warmup_daily, warmup_state
 from schemas.events import conform
@@ -480,6 +480,9 @@ def test_assets_materialize_on_a_small_lake(tmp_path) -> None:
     day2 = conform(pl.LazyFrame([ev("c2", "complaint", ts(8, d=11), dom="acme.example", keys=B)])).collect()
     write_partition(day2, lake=lake, table="events", day="2025-03-11")
     write_partition(fixture_consequences().collect(), lake=lake, table="bounces", day="2025-03-10")
+    # recipient_domains reads the per-file raw layer (built right after ingest)
+    write_parquet(events, lake.raw_dir("pmta") / "f1.parquet")
+    write_parquet(day2, lake.raw_dir("kumo") / "f2.parquet")
     res = {"lake": LakeResource(root=str(lake.root))}
     daily = [
         rates_assets.provider_rates_daily,

@@ -748,10 +748,13 @@ class _Reader:
             self.sink.write_events(events)
 
     # -- line mode -------------------------------------------------------------------------------
-    def lines(self, buf: bytes, first_line_no: int, base_offset: int, *, unterminated_last: bool) -> None:
-        """Process whole lines of ``buf`` (the last one unterminated when ``unterminated_last``)."""
-        if not buf:
-            return
+    def lines(self, buf: memoryview, first_line_no: int, base_offset: int, *, unterminated_last: bool) -> int:
+        """Process whole lines of ``buf`` (the last one unterminated when ``unterminated_last``).
+
+        Returns the number of newline-terminated lines.
+        """
+        if not len(buf):
+            return 0
         arr = np.frombuffer(buf, dtype=np.uint8)
         nl = np.flatnonzero(arr == 10)
         n = len(nl) + (1 if unterminated_last else 0)
@@ -761,7 +764,7 @@ class _Reader:
         starts[n] = len(buf)
         line_nos = np.arange(first_line_no, first_line_no + n, dtype=np.int64)
         offsets = starts[:-1] + base_offset
-        if base_offset == 0 and buf.startswith(UTF8_BOM):
+        if base_offset == 0 and bytes(buf[: len(UTF8_BOM)]) == UTF8_BOM:
             starts[0] = len(UTF8_BOM)  # the BOM stays out of the record text, the offset still says 0
         self.stats.lines_read += n
         self.stats.records_read += n
@@ -781,6 +784,7 @@ class _Reader:
             self._last_line_check(table, n)
         else:
             self.records(table)
+        return len(nl)
 
     def _last_line_check(self, table: pa.Table, n: int) -> None:
         # An unterminated last line that is valid JSON is an ordinary record (files written by hand often
@@ -800,12 +804,12 @@ class _Reader:
             self.records(last)
 
     def _invalid_utf8(
-        self, buf: bytes, starts: np.ndarray, line_nos: np.ndarray, offsets: np.ndarray
+        self, buf: memoryview, starts: np.ndarray, line_nos: np.ndarray, offsets: np.ndarray
     ) -> list[bool]:
         keep: list[bool] = []
         q = _Quarantine()
         for i in range(len(starts) - 1):
-            raw = buf[starts[i] : starts[i + 1]]
+            raw = bytes(buf[starts[i] : starts[i + 1]])
             try:
                 raw.decode("utf-8")
                 keep.append(True)
@@ -992,27 +996,28 @@ def _run(path: Path, *, rel_path: str, kind: KumoKind | None, include_open: bool
 def _line_mode(pieces: Iterable[bytes], end: _StreamEnd, reader: _Reader, *, chunk_bytes: int,
                open_segment: bool) -> None:  # fmt: skip
     stats = reader.stats
-    buf = bytearray()
+    held: list[bytes] = []  # decompressed pieces not yet processed
+    held_bytes = 0
     line_no, offset = 1, 0
+    rest = b""
     for piece in pieces:
-        buf += piece
+        held.append(piece)
+        held_bytes += len(piece)
         stats.decompressed_bytes += len(piece)
-        if len(buf) < chunk_bytes:
+        if held_bytes < chunk_bytes or piece.rfind(b"\n") < 0:
             continue
-        cut = buf.rfind(b"\n") + 1
-        if cut == 0:
-            continue
-        chunk = bytes(buf[:cut])
-        del buf[:cut]
-        n_lines = chunk.count(b"\n")
-        reader.lines(chunk, line_no, offset, unterminated_last=False)
-        line_no, offset = line_no + n_lines, offset + cut
-    cut = buf.rfind(b"\n") + 1
+        data = b"".join(held)
+        cut = data.rfind(b"\n") + 1
+        n = reader.lines(memoryview(data)[:cut], line_no, offset, unterminated_last=False)
+        line_no, offset = line_no + n, offset + cut
+        rest = data[cut:]
+        held, held_bytes = ([rest], len(rest)) if rest else ([], 0)
+    data = b"".join(held)
+    cut = data.rfind(b"\n") + 1
     if cut:
-        chunk = bytes(buf[:cut])
-        reader.lines(chunk, line_no, offset, unterminated_last=False)
-        line_no, offset = line_no + chunk.count(b"\n"), offset + cut
-    tail = bytes(buf[cut:])
+        n = reader.lines(memoryview(data)[:cut], line_no, offset, unterminated_last=False)
+        line_no, offset = line_no + n, offset + cut
+    tail = data[cut:]
     if open_segment and end.status == "truncated":
         # An open segment ends inside its current frame by nature; that is not damage.
         _partial_tail(stats, tail)
@@ -1031,7 +1036,7 @@ def _line_mode(pieces: Iterable[bytes], end: _StreamEnd, reader: _Reader, *, chu
         _partial_tail(stats, tail)
         return
     if tail:
-        reader.lines(tail, line_no, offset, unterminated_last=True)
+        reader.lines(memoryview(tail), line_no, offset, unterminated_last=True)
 
 
 def _partial_tail(stats: KumoFileStats, tail: bytes) -> None:

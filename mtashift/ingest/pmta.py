@@ -34,6 +34,7 @@ kept, see ``mtashift.ingest.common``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -182,12 +183,23 @@ def _csv_fields(text: str) -> list[list[str]]:
 
 
 class _StreamError:
+    """The decompressed stream broke off (corrupt or truncated gzip)."""
+
     def __init__(self, detail: str) -> None:
         self.detail = detail
 
 
+class _LongLine:
+    """A line longer than MAX_LINE_BYTES: its first bytes and its full length (without the newline)."""
+
+    def __init__(self, head: bytes, length: int, terminated: bool) -> None:
+        self.head = head
+        self.length = length
+        self.terminated = terminated
+
+
 def _open(path: Path) -> BinaryIO:
-    fh = open(path, "rb")  # noqa: SIM115 - closed by the reader thread
+    fh = open(path, "rb")  # noqa: SIM115 - closed by the caller
     magic = fh.read(2)
     fh.seek(0)
     if magic == b"\x1f\x8b":
@@ -195,24 +207,42 @@ def _open(path: Path) -> BinaryIO:
     return fh
 
 
-def _blocks(path: Path, size: int) -> Iterator[bytes | _StreamError]:
-    """Decompressed blocks, read ahead by one thread (decompression and reads release the GIL)."""
-    q: queue.Queue[bytes | _StreamError | None] = queue.Queue(maxsize=2)
+def _read_blocks(fh: BinaryIO, size: int, put: Callable[[bytes | _StreamError | _LongLine], None],
+                 stop: threading.Event) -> None:
+    """Blocks of about ``size`` bytes that end on a line end (only the file's last block may not)."""
+    while not stop.is_set():
+        block = fh.read(size)
+        if not block:
+            return
+        if not block.endswith(b"\n"):
+            tail = fh.readline(MAX_LINE_BYTES)
+            if tail.endswith(b"\n") or len(tail) < MAX_LINE_BYTES:
+                block += tail  # the one copy of a block, made here in the reader thread
+            else:  # an over-long line: hand over the complete lines, then the line's summary
+                cut = block.rfind(b"\n") + 1
+                if cut:
+                    put(block[:cut])
+                start = block[cut:] + tail
+                length, more = len(start), tail
+                while more and not more.endswith(b"\n"):
+                    more = fh.readline(MAX_LINE_BYTES)
+                    length += len(more)
+                terminated = more.endswith(b"\n")
+                put(_LongLine(start[:QUARANTINE_TEXT_MAX], length - (1 if terminated else 0), terminated))
+                continue
+        put(block)
+
+
+def _blocks(path: Path, size: int) -> Iterator[bytes | _StreamError | _LongLine]:
+    """Decompressed blocks, read ahead by one thread (file reads and inflating release the GIL)."""
+    q: queue.Queue[bytes | _StreamError | _LongLine | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
 
     def produce() -> None:
         try:
             with _open(path) as fh:
-                while not stop.is_set():
-                    try:
-                        block = fh.read(size)
-                    except (EOFError, OSError, zlib.error) as exc:
-                        q.put(_StreamError(f"{type(exc).__name__}: {exc}"))
-                        break
-                    if not block:
-                        break
-                    q.put(block)
-        except OSError as exc:
+                _read_blocks(fh, size, q.put, stop)
+        except (EOFError, OSError, zlib.error) as exc:
             q.put(_StreamError(f"{type(exc).__name__}: {exc}"))
         finally:
             q.put(None)
@@ -225,10 +255,8 @@ def _blocks(path: Path, size: int) -> Iterator[bytes | _StreamError]:
     finally:
         stop.set()
         while t.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 q.get(timeout=0.1)
-            except queue.Empty:
-                pass
         t.join()
 
 
@@ -272,52 +300,42 @@ class _Reader:
     # -- driving ------------------------------------------------------------------------------------------
 
     def batches(self) -> Iterator[pl.DataFrame]:
-        pending = b""
-        skipping = False  # inside an over-long line: drop bytes up to the next newline
-        for block in _blocks(self.path, self.chunk_bytes):
-            if isinstance(block, _StreamError):
-                if pending:
-                    yield from self._batch(pending, final=True)
-                    pending = b""
-                self._reject_stream(block.detail)
-                break
-            self.stats.bytes_read += len(block)
-            if skipping:
-                nl = block.find(b"\n")
-                if nl < 0:
-                    self.bytes_done += len(block)
-                    continue
-                self.bytes_done += nl + 1
-                block = block[nl + 1 :]
-                skipping = False
-            data = pending + block if pending else block
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                if len(data) > MAX_LINE_BYTES:
-                    self._reject_long_line(data)
-                    pending, skipping = b"", True
+        carry = b""  # lines of a possibly multi-line record, held back until the next block
+        items = _blocks(self.path, self.chunk_bytes)
+        current = next(items, None)
+        while current is not None:
+            following = next(items, None)
+            if isinstance(current, bytes):
+                self.stats.bytes_read += len(current)
+                data = carry + current if carry else current
+                final = not isinstance(following, bytes)
+                kept = yield from self._batch(data, final=final)
+                carry = data[len(data) - kept :] if kept else b""
+            else:
+                if carry:
+                    yield from self._batch(carry, final=True)
+                    carry = b""
+                if isinstance(current, _LongLine):
+                    self.stats.bytes_read += current.length + current.terminated
+                    self._reject_long_line(current)
                 else:
-                    pending = data
-                continue
-            batch, pending = data[:cut], data[cut:]
-            carry = yield from self._batch(batch, final=False)
-            if carry:
-                pending = batch[len(batch) - carry :] + pending
-        if pending:
-            yield from self._batch(pending, final=True)
+                    self._reject_stream(current.detail)
+            current = following
+        if carry:
+            yield from self._batch(carry, final=True)
         st = self.stats
         st.other_lines = st.header_lines + st.blank_lines + st.continuation_lines
         st.quarantined = sum(st.reasons.values())
 
-    def _reject_long_line(self, data: bytes) -> None:
-        text = data[:QUARANTINE_TEXT_MAX].decode("utf-8", "replace")
+    def _reject_long_line(self, line: _LongLine) -> None:
+        text = line.head.decode("utf-8", "replace")
         self._quarantine_rows(
             [(self.lines_done + 1, self.bytes_done, "malformed_csv",
-              f"line longer than {MAX_LINE_BYTES} bytes (first {QUARANTINE_TEXT_MAX} kept)", text)]
+              f"line of {line.length} bytes is longer than {MAX_LINE_BYTES} (first {QUARANTINE_TEXT_MAX} kept)", text)]
         )
         self.lines_done += 1
         self.stats.lines_read += 1
-        self.bytes_done += len(data)
+        self.bytes_done += line.length + line.terminated
 
     def _reject_stream(self, detail: str) -> None:
         self._quarantine_rows(

@@ -495,6 +495,8 @@ def _render_lines(model: M.Model, sel: np.ndarray, node: int, epoch: np.ndarray,
     time_queued = pl.when(c("epoch")).then(c("t0").cast(pl.String)).otherwise(fmt_time(c("t0")))
     mta_pair = pl.format("{} ({})", c("mxh"), c("mxip"))
     is_x = tcol == TC_X
+    # expiries and bounces for domains without MX come from no SMTP session: no dlv*/dsnMta values
+    no_session = is_x | (c("nx") & (tcol == TC_B))
     values: dict[str, pl.Expr] = {
         "type": _type_expr(tcol),
         "timeLogged": time_logged,
@@ -509,16 +511,16 @@ def _render_lines(model: M.Model, sel: np.ndarray, node: int, epoch: np.ndarray,
         .otherwise(pl.lit("delayed")),
         "dsnStatus": pl.when(is_x).then(pl.lit("4.4.7 (delivery time expired)")).otherwise(c("status_t")),
         "dsnDiag": diag,
-        "dsnMta": pl.when(c("nx") & tcol.is_in([TC_B, TC_X])).then(None).otherwise(mta_pair),
+        "dsnMta": pl.when(no_session).then(None).otherwise(mta_pair),
         "bounceCat": pl.when(is_x).then(pl.lit("message-expired"))
         .when(tcol == TC_D).then(pl.lit("success") if spec.success_category else pl.lit(None, dtype=pl.String))
         .otherwise(c("cat")),
         "srcType": pl.when(tcol.is_in([TC_RB, TC_RS])).then(pl.lit("smtp")).otherwise(c("srctype")),
         "srcMta": pl.when(tcol.is_in([TC_RB, TC_RS])).then(mta_pair).otherwise(c("src")),
-        "dlvType": pl.lit("smtp"),
-        "dlvSourceIp": c("ip"),
-        "dlvDestinationIp": pl.when(c("nx")).then(None).otherwise(c("mxip")),
-        "dlvEsmtpAvailable": pl.when(c("nx")).then(None).otherwise(c("esmtp")),
+        "dlvType": pl.when(no_session).then(None).otherwise(pl.lit("smtp")),
+        "dlvSourceIp": pl.when(no_session & (tcol != TC_F)).then(None).otherwise(c("ip")),
+        "dlvDestinationIp": pl.when(no_session).then(None).otherwise(c("mxip")),
+        "dlvEsmtpAvailable": pl.when(no_session).then(None).otherwise(c("esmtp")),
         "dlvSize": c("size").cast(pl.String),
         "vmta": pl.when(tcol == TC_R).then(c("pool")).otherwise(c("vmta")),
         "jobId": c("job"),
