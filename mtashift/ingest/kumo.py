@@ -313,7 +313,7 @@ _TRANSFORM = {
     "type": "VARCHAR",
     "id": "VARCHAR",
     "sender": "VARCHAR",
-    "recipient": "JSON",
+    "recipient": "VARCHAR",
     "queue": "VARCHAR",
     "site": "JSON",
     "size": "BIGINT",
@@ -424,7 +424,11 @@ c AS (
     FROM src
 ),
 d AS (
-    SELECT *, coalesce(r0, CASE WHEN et_tz IS NULL AND ts_tz IS NULL THEN 'bad_timestamp' END) AS reason
+    SELECT *, coalesce(r0, CASE WHEN et_tz IS NULL AND ts_tz IS NULL THEN 'bad_timestamp' END) AS reason,
+        -- A recipient array (BatchByDomain) reaches us as its JSON text; the JSON type check runs only for
+        -- the rare values starting with `[`, so a string recipient that merely starts with `[` stays one.
+        CASE WHEN starts_with(j.recipient, '[') THEN json_type(txt, '$.recipient') = 'ARRAY' ELSE false END
+            AS rcpt_is_array
     FROM c
 ),
 e AS (
@@ -441,10 +445,9 @@ e AS (
                           THEN substr(j.event_time, 27, 3) ELSE '000' END
              ELSE CAST(epoch_us(ts_tz) AS VARCHAR) || '000' END AS key_time,
         j.sender AS sender,
-        CASE WHEN reason IS NOT NULL OR j.recipient IS NULL THEN [NULL::VARCHAR]
-             WHEN starts_with(j.recipient, '[') THEN
-                 coalesce(nullif(TRY(from_json(j.recipient, '["VARCHAR"]')), []), [NULL::VARCHAR])
-             ELSE [j.recipient ->> '$'] END AS rcpts,
+        CASE WHEN NOT rcpt_is_array THEN j.recipient END AS recipient,
+        CASE WHEN rcpt_is_array THEN j.recipient END AS rcpt_array,
+        rcpt_is_array,
         j.id AS message_id,
         j.size AS size_bytes,
         j.num_attempts AS attempts,
@@ -476,16 +479,14 @@ e AS (
                   AND len(list_filter(json_keys(txt), lambda k: NOT list_contains({known}, k))) > 0
              THEN CAST(json_merge_patch(txt, {patch}) AS VARCHAR) END AS x_full
     FROM d
-),
-f AS (
-    SELECT * EXCLUDE (rcpts), unnest(rcpts) AS recipient FROM e
 )
-SELECT * EXCLUDE (jobs),
+SELECT * EXCLUDE (jobs, key_time, rcpt_is_array),
+    CASE WHEN rcpt_is_array THEN key_time END AS key_time,
     coalesce({", ".join(f"jobs[{i + 1}]" for i in range(len(JOB_META_KEYS) + len(JOB_HEADER_KEYS)))}) AS job_id,
-    CASE WHEN reason IS NULL THEN md5(concat_ws(chr(31), '{MTA}', raw_type, coalesce(message_id, ''), key_time,
+    CASE WHEN reason IS NULL AND NOT rcpt_is_array THEN md5(concat_ws(chr(31), '{MTA}', raw_type, coalesce(message_id, ''), key_time,
         coalesce(recipient, ''), coalesce(CAST(attempts AS VARCHAR), ''), coalesce(node, ''),
         coalesce(session_id, ''), coalesce(sender, ''), coalesce(peer_addr, ''))) END AS event_id
-FROM f
+FROM e
 """
 
 
