@@ -7,7 +7,12 @@ from mtashift import catalog as duck_catalog
 from pipelines.resources import LakeResource
 
 # Tables the catalog should follow; it is refreshed after them so their views exist.
-_UPSTREAM: list[str] = ["events"]
+_UPSTREAM: list[str] = [
+    "events", "bounces", "classifier_stats", "complaints", "complaint_rates", "provider_rates_daily",
+    "provider_rates_hourly", "deferral_signatures", "recipient_domains", "warmup_state", "estate_inventory",
+    "kumo_config", "cutover_plan", "cutover_comparison", "seedlist_placement", "inflight_drain",
+    "cutover_verdicts", "tco",
+]  # fmt: skip
 
 
 @dg.asset(deps=_UPSTREAM, group_name="catalog", tags={"cadence": "history"}, kinds={"duckdb"})

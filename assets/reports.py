@@ -7,7 +7,12 @@ from mtashift.reports.spec import render_all
 from pipelines.resources import LakeResource
 
 # Reports read the catalog, so they follow every table they show.
-_UPSTREAM: list[str] = ["events"]
+_UPSTREAM: list[str] = [
+    "events", "bounces", "classifier_stats", "complaints", "complaint_rates", "provider_rates_daily",
+    "provider_rates_hourly", "deferral_signatures", "recipient_domains", "warmup_state", "estate_inventory",
+    "kumo_config", "cutover_plan", "cutover_comparison", "seedlist_placement", "inflight_drain",
+    "cutover_verdicts", "tco", "catalog",
+]  # fmt: skip
 
 
 @dg.asset(deps=_UPSTREAM, group_name="reports", tags={"cadence": "history"}, kinds={"html"})

@@ -97,26 +97,52 @@ def with_occurrence(text: pl.Expr, occurrence: pl.Expr) -> pl.Expr:
 class SeenKeys:
     """Set of 64-bit keys seen so far in one file, for counting repeated records across batches.
 
-    Kept as a few sorted numpy arrays merged like a binary counter, so memory is 8 bytes a key and adding
-    a batch costs O(batch log total); ``counts`` holds the number of copies of keys seen more than once.
+    A bitmap over the low ``BITMAP_BITS`` bits of the key answers "certainly not seen" for almost every
+    key at the cost of one memory access; the few possible hits are checked exactly against sorted
+    arrays, merged like a binary counter (8 bytes a key, O(batch log total) to add a batch).
+    ``counts`` holds the number of copies of the keys seen more than once.
     """
 
+    BITMAP_BITS = 28  # 32 MiB; about 2 % false candidates at 5 million keys
+
     def __init__(self) -> None:
+        self._bitmap: np.ndarray | None = None
         self._levels: list[np.ndarray] = []
         self.counts: dict[int, int] = {}
 
+    def _slots(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        low = keys & np.uint64((1 << self.BITMAP_BITS) - 1)
+        return (low >> np.uint64(3)).astype(np.int64), (np.uint8(1) << (low & np.uint64(7)).astype(np.uint8))
+
     def contains(self, keys: np.ndarray) -> np.ndarray:
         found = np.zeros(len(keys), dtype=bool)
+        if self._bitmap is None or not len(keys):
+            return found
+        byte, bit = self._slots(keys)
+        maybe = np.flatnonzero(self._bitmap[byte] & bit)
+        if not len(maybe):
+            return found
+        cand = keys[maybe]
+        hit = np.zeros(len(cand), dtype=bool)
         for level in self._levels:
-            pos = np.searchsorted(level, keys)
+            pos = np.searchsorted(level, cand)
             pos[pos == len(level)] = 0
-            found |= level[pos] == keys
+            hit |= level[pos] == cand
+        found[maybe] = hit
         return found
 
     def add(self, unique_sorted_keys: np.ndarray) -> None:
+        if self._bitmap is None:
+            self._bitmap = np.zeros(1 << (self.BITMAP_BITS - 3), dtype=np.uint8)
+        low = np.sort(unique_sorted_keys & np.uint64((1 << self.BITMAP_BITS) - 1))
+        byte = (low >> np.uint64(3)).astype(np.int64)
+        bit = np.uint8(1) << (low & np.uint64(7)).astype(np.uint8)
+        starts = np.flatnonzero(np.r_[True, byte[1:] != byte[:-1]])
+        self._bitmap[byte[starts]] |= np.bitwise_or.reduceat(bit, starts)
         new = unique_sorted_keys
         while self._levels and len(self._levels[-1]) <= len(new):
-            new = np.union1d(self._levels.pop(), new)
+            # both runs are sorted: the stable sort merges them in linear time
+            new = np.sort(np.concatenate((self._levels.pop(), new)), kind="stable")
         self._levels.append(new)
 
 
@@ -127,10 +153,10 @@ def occurrences(keys: np.ndarray, seen: SeenKeys) -> np.ndarray:
     if n == 0:
         return occ
     earlier = seen.contains(keys)
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
+    sorted_keys = np.sort(keys)
     new_group = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
     if earlier.any() or not new_group.all():
+        order = np.argsort(keys, kind="stable")
         group = np.cumsum(new_group) - 1
         starts = np.flatnonzero(new_group)
         sizes = np.diff(np.r_[starts, n])

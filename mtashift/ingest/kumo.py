@@ -20,6 +20,7 @@ How it works (and why):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -657,7 +658,10 @@ class _Reader:
             self.con.unregister("lines")
         q = _Quarantine()
         assert isinstance(out, pl.DataFrame)
-        ok = _derive(out.filter(pl.col("reason").is_null()))
+        ok = out.filter(pl.col("reason").is_null())
+        if ok["rcpt_array"].is_not_null().any():
+            ok = _explode_recipients(ok)
+        ok = _derive(ok)
         bad = out.filter(pl.col("reason").is_not_null())
         arrays: list[tuple[int, int, str]] = []
         for line_no, off, rec_index, reason, raw in bad.select(
@@ -842,6 +846,57 @@ def _table(rows: list[tuple[int, int, int | None, str]]) -> pa.Table:
         schema={"line_no": pl.Int64, "byte_offset": pl.Int64, "rec_index": pl.Int32, "txt": pl.String},
     )
     return frame.to_arrow().cast(_LINES_SCHEMA)
+
+
+# --------------------------------------------------------------------------------------------------
+# recipient arrays and the event id
+# --------------------------------------------------------------------------------------------------
+
+# The event_id key, in order (see kumo_mapping.md): the record's identity, not its file or line.
+EVENT_ID_KEY: tuple[str, ...] = (
+    "raw_type", "message_id", "key_time", "recipient", "attempts", "node", "session_id", "sender", "peer_addr",
+)  # fmt: skip
+
+
+def kumo_event_id(
+    *,
+    raw_type: str,
+    message_id: str | None,
+    key_time: str,
+    recipient: str | None,
+    attempts: int | None,
+    node: str | None,
+    session_id: str | None,
+    sender: str | None,
+    peer_addr: str | None,
+) -> str:
+    """The event_id of one KumoMTA event (the SQL computes the same digest for single-recipient records).
+
+    ``key_time`` is the event time as integer nanoseconds since the Unix epoch, in decimal.
+    """
+    parts = [MTA, raw_type, message_id or "", key_time, recipient or "", "" if attempts is None else str(attempts),
+             node or "", session_id or "", sender or "", peer_addr or ""]  # fmt: skip
+    return hashlib.md5("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def _recipients(text: str) -> list[str | None]:
+    values = _loads(text)
+    if not isinstance(values, list) or not values:
+        return [None]
+    return [v if isinstance(v, str) or v is None else _dumps(v) for v in values]
+
+
+def _explode_recipients(ok: pl.DataFrame) -> pl.DataFrame:
+    """One row per element of a recipient array (rare: BatchByDomain), each with its own event_id."""
+    is_array = ok["rcpt_array"].is_not_null()
+    arrays = ok.filter(is_array)
+    arrays = arrays.with_columns(
+        pl.Series("recipient", [_recipients(v) for v in arrays["rcpt_array"]], dtype=pl.List(pl.String))
+    ).explode("recipient")
+    ids = [kumo_event_id(**dict(zip(EVENT_ID_KEY, row, strict=True))) for row in arrays.select(EVENT_ID_KEY).iter_rows()]
+    arrays = arrays.with_columns(pl.Series("event_id", ids, dtype=pl.String))
+    merged = pl.concat([ok.filter(~is_array), arrays], how="vertical")
+    return merged.sort(["line_no", "rec_index"], nulls_last=False, maintain_order=True)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -389,11 +389,11 @@ class _Reader:
         headers: list[tuple[int, _Header | None]] = []  # (line idx, header in force from idx + 1)
         carry_from: int | None = None
         special = np.flatnonzero(hdr | odd | invalid)
-        tl = texts.to_list() if len(special) else None
+        tl = _Lines(texts)
         for i in special.tolist():
             if consumed[i]:
                 continue
-            text = tl[i] or ""
+            text = tl[i]
             if invalid[i]:
                 consumed[i] = True
                 rejects.append(_Reject(i, "invalid_utf8", "line is not valid UTF-8", text))
@@ -432,7 +432,7 @@ class _Reader:
                     carry_from = i
                     break
             if j is not None:
-                joined = "\n".join(t or "" for t in tl[i : j + 1])
+                joined = "\n".join(tl[k] for k in range(i, j + 1))
                 try:
                     rows = _csv_fields(joined)
                 except csv.Error:
@@ -648,22 +648,33 @@ class _Reader:
 # ------------------------------------------------------------------------------------------------- helpers
 
 
+class _Lines:
+    """Lazy, cached access to single lines of a batch's line Series (only odd lines are ever needed)."""
+
+    def __init__(self, texts: pl.Series) -> None:
+        self.texts = texts
+        self.cache: dict[int, str] = {}
+
+    def __getitem__(self, i: int) -> str:
+        if i not in self.cache:
+            self.cache[i] = self.texts[i] or ""
+        return self.cache[i]
+
+
 def _read_lines(data: bytes) -> tuple[pl.Series, np.ndarray | None]:
     """One string per physical line (trailing CR dropped; blank lines may be null) and the invalid-UTF-8 mask."""
-    if b"\x00" not in data:
-        try:
-            df = pl.read_csv(
-                data,
-                has_header=False,
-                separator="\x00",
-                quote_char=None,
-                new_columns=["t"],
-                schema={"t": pl.String},
-                raise_if_empty=False,
-            )
-            return df.to_series(), None
-        except pl.exceptions.ComputeError:
-            pass
+    # A NUL byte (the separator, so the line would split) or invalid UTF-8 make polars refuse the batch.
+    with contextlib.suppress(pl.exceptions.PolarsError):
+        df = pl.read_csv(
+            data,
+            has_header=False,
+            separator="\x00",
+            quote_char=None,
+            new_columns=["t"],
+            schema={"t": pl.String},
+            raise_if_empty=False,
+        )
+        return df.to_series(), None
     parts = data.split(b"\n")
     if data.endswith(b"\n"):
         parts.pop()
@@ -700,10 +711,8 @@ def _read_positional(buf: bytes, width: int, skip_lines: int) -> pl.DataFrame:
         missing_columns="insert",
         skip_lines=skip_lines,
         raise_if_empty=False,
+        null_values=[""],  # a quoted empty field means the same as an unquoted one: no value
     )
-    if b'""' in buf:
-        # a quoted empty field reads as "" while an unquoted one reads as null: same meaning here
-        df = df.with_columns(pl.when(pl.col(n) != "").then(pl.col(n)).alias(n) for n in names)
     return df
 
 
@@ -738,10 +747,10 @@ LOWCARD_SAMPLE = 4096
 def _distinct(s: pl.Series) -> pl.Series | None:
     """Distinct non-null values of ``s`` when it repeats enough for per-value work to pay off, else None."""
     n = len(s)
-    if n > LOWCARD_SAMPLE and s.head(LOWCARD_SAMPLE).n_unique() > LOWCARD_SAMPLE // 4:
+    if n > LOWCARD_SAMPLE and s.head(LOWCARD_SAMPLE).n_unique() > LOWCARD_SAMPLE * 3 // 4:
         return None
     u = s.drop_nulls().unique()
-    return u if len(u) * 4 <= n or n <= 64 else None
+    return u if len(u) * 2 <= n or n <= 64 else None
 
 
 def _per_value(s: pl.Series, fn: Callable[[pl.Series], pl.Series]) -> pl.Series:
