@@ -165,8 +165,8 @@ def events_contract(context: dg.AssetCheckExecutionContext, lake: LakeResource) 
     stats = lf.select(
         pl.len().alias("rows"),
         pl.col("event_id").n_unique().alias("unique_ids"),
-        (~pl.col("event_type").is_in(list(EVENT_TYPES))).sum().alias("bad_event_type"),
-        (~pl.col("mta").is_in(list(MTAS))).sum().alias("bad_mta"),
+        (~pl.col("event_type").is_in(list(EVENT_TYPES))).fill_null(True).sum().alias("bad_event_type"),
+        (~pl.col("mta").is_in(list(MTAS))).fill_null(True).sum().alias("bad_mta"),
         pl.col("event_time").is_null().sum().alias("null_event_time"),
     ).collect().row(0, named=True)
     passed = (

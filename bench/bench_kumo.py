@@ -73,10 +73,28 @@ DOMAINS = [
 ]
 
 FAIL_RESPONSES = [
-    (421, (4, 7, 0), "[TSS04] Messages from 203.0.113.7 temporarily deferred due to user complaints", "MAIL FROM", "SpamBlock"),
-    (450, (4, 2, 1), "The user you are trying to contact is receiving mail too quickly", "RCPT TO", "QuotaIssues"),
+    (
+        421,
+        (4, 7, 0),
+        "[TSS04] Messages from 203.0.113.7 temporarily deferred due to user complaints",
+        "MAIL FROM",
+        "SpamBlock",
+    ),
+    (
+        450,
+        (4, 2, 1),
+        "The user you are trying to contact is receiving mail too quickly",
+        "RCPT TO",
+        "QuotaIssues",
+    ),
     (451, (4, 4, 1), "KumoMTA internal: No answer from any hosts listed in MX", None, "NoAnswerFromHost"),
-    (550, (5, 1, 1), "The email account that you tried to reach does not exist", "RCPT TO", "InvalidRecipient"),
+    (
+        550,
+        (5, 1, 1),
+        "The email account that you tried to reach does not exist",
+        "RCPT TO",
+        "InvalidRecipient",
+    ),
     (554, (5, 7, 1), "Message rejected due to local policy", ".", "PolicyRelated"),
     (552, (5, 2, 2), "Mailbox full", "RCPT TO", "QuotaIssues"),
 ]
@@ -190,7 +208,9 @@ def generate_frame(n: int, *, seed: int = 7) -> pl.DataFrame:
         .then(
             pl.concat_str(
                 [
-                    pl.lit('{"code":250,"enhanced_code":{"class":2,"subject":0,"detail":0},"content":"OK id='),
+                    pl.lit(
+                        '{"code":250,"enhanced_code":{"class":2,"subject":0,"detail":0},"content":"OK id='
+                    ),
                     c("sess"),
                     pl.lit('","command":"."}'),
                 ]
@@ -267,7 +287,9 @@ def generate_frame(n: int, *, seed: int = 7) -> pl.DataFrame:
         .otherwise(pl.lit(""))
     )
     idv = pl.when(c("type") == "Rejection").then(pl.lit("")).otherwise(c("id"))
-    sizev = pl.when(c("type").is_in(["Rejection", "OOB"])).then(pl.lit("0")).otherwise(c("size").cast(pl.String))
+    sizev = (
+        pl.when(c("type").is_in(["Rejection", "OOB"])).then(pl.lit("0")).otherwise(c("size").cast(pl.String))
+    )
     node = pl.concat_str([pl.lit("557f3ad4-2c8c-11ee-976e-782d7e12e17"), c("node").cast(pl.String)])
     line = pl.concat_str(
         [
@@ -458,13 +480,23 @@ class _TreeRss:
         self._thread.join()
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its waited-for children (the worker pool)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _child(args: argparse.Namespace) -> None:
     if args.child == "generate":
         t = time.perf_counter()
         frame = generate_frame(args.records)
         paths = write_segments(frame, Path(args.segments), per_segment=args.per_segment)
-        print(f"generated {args.records:,} records in {len(paths)} segments in {time.perf_counter() - t:.1f}s")
+        print(
+            f"generated {args.records:,} records in {len(paths)} segments in {time.perf_counter() - t:.1f}s"
+        )
         return
+    cpu0 = _cpu_seconds()
     with _TreeRss() as tree:
         if args.child == "baseline":
             res = run_baseline(Path(args.segments), Path(args.out))
@@ -472,7 +504,14 @@ def _child(args: argparse.Namespace) -> None:
             res = run_ours(Path(args.segments), Path(args.out), args.workers)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    res.update({"maxrss_self": own, "maxrss_children": kids, "tree_rss_peak": tree.peak})
+    res.update(
+        {
+            "maxrss_self": own,
+            "maxrss_children": kids,
+            "tree_rss_peak": tree.peak,
+            "cpu": _cpu_seconds() - cpu0,
+        }
+    )
     print("RESULT " + json.dumps(res))
 
 
@@ -520,16 +559,18 @@ def main() -> None:
         ours = _spawn("ours", seg_dir, work / "out_ours", args.workers)
         ratio = ours["seconds"] / base["seconds"]
         print(
-            f"(a) DuckDB read_json -> Parquet : {base['seconds']:7.2f}s  rows={base['rows']:,}  "
+            f"(a) DuckDB read_json -> Parquet : {base['seconds']:7.2f}s  cpu={base['cpu']:6.1f}s  rows={base['rows']:,}  "
             f"peak RSS self={_gb(base['maxrss_self'])} tree={_gb(base['tree_rss_peak'])}"
         )
         print(
-            f"(b) mtashift kumo ingest        : {ours['seconds']:7.2f}s  events={ours['rows']:,}  "
+            f"(b) mtashift kumo ingest        : {ours['seconds']:7.2f}s  cpu={ours['cpu']:6.1f}s  events={ours['rows']:,}  "
             f"records={ours['records_read']:,} quarantined={ours['quarantined']} duplicates={ours['duplicates']}  "
             f"peak RSS self={_gb(ours['maxrss_self'])} largest child={_gb(ours['maxrss_children'])} "
             f"tree={_gb(ours['tree_rss_peak'])}"
         )
-        print(f"ratio (b)/(a) = {ratio:.2f}  (target <= 1.5; peak RSS target <= 1.5 GB)")
+        print(
+            f"ratio (b)/(a) = {ratio:.2f} wall, {ours['cpu'] / base['cpu']:.2f} cpu  (target <= 1.5; peak RSS <= 1.5 GB)"
+        )
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

@@ -113,6 +113,7 @@ def replace_dir(target: Path, fill: callable) -> Path:  # type: ignore[valid-typ
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only; lake folders are shared with readers
     old = target.parent / f".{target.name}.old.{uuid.uuid4().hex}"
     try:
         fill(tmp)

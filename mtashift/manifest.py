@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ MANIFEST_SCHEMA = pl.Schema(
         "quarantined": pl.Int64(),
         "duplicates": pl.Int64(),
         "other_lines": pl.Int64(),
+        "fanout": pl.Int64(),
         "first_event_time": pl.Datetime("us", "UTC"),
         "last_event_time": pl.Datetime("us", "UTC"),
         "days": pl.List(pl.String()),
@@ -48,8 +50,9 @@ MANIFEST_SCHEMA = pl.Schema(
     }
 )
 
-# What an ingest function reports for one file. `lines_read == rows + quarantined + duplicates + other_lines`
-# must hold (other_lines: header lines, blank lines, partial tails left for a later read).
+# What an ingest function reports for one file. `lines_read + fanout == rows + quarantined + duplicates +
+# other_lines` must hold (other_lines: header or blank lines, partial tails left for a later read; fanout:
+# extra rows from one line, e.g. a KumoMTA record with several recipients or a batched webhook array).
 IngestFn = Callable[..., dict[str, Any]]
 
 
@@ -73,7 +76,11 @@ def load(lake: Lake, kind: str) -> pl.DataFrame:
     p = manifest_path(lake, kind)
     if not p.exists():
         return pl.DataFrame(schema=MANIFEST_SCHEMA)
-    return pl.read_parquet(p).select(MANIFEST_SCHEMA.names()).cast(MANIFEST_SCHEMA)  # type: ignore[arg-type]
+    df = pl.read_parquet(p)
+    # A manifest written by an older release lacks newer columns: they read as null.
+    return df.select(
+        [(pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in MANIFEST_SCHEMA.items()]
+    )
 
 
 def load_all(lake: Lake) -> pl.DataFrame:
@@ -187,7 +194,9 @@ def ingest(
     results: list[dict[str, Any]] = []
     if jobs:
         if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # spawn, not fork: the parent runs polars/Dagster threads, and a forked child can deadlock.
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 for i, r in enumerate(pool.map(_run_one, jobs)):
                     results.append(r)
                     if progress:
@@ -217,6 +226,7 @@ def ingest(
                 "quarantined": r.get("quarantined"),
                 "duplicates": r.get("duplicates", 0),
                 "other_lines": r.get("other_lines", 0),
+                "fanout": r.get("fanout", 0),
                 "first_event_time": first,
                 "last_event_time": last,
                 "days": days,
@@ -236,7 +246,7 @@ def ingest(
             {
                 "kind": kind, "path": f.rel, "file_key": file_key(f.rel), "size": f.size, "mtime_ns": f.mtime_ns,
                 "sha256": sha, "status": "duplicate", "duplicate_of": original, "lines_read": None, "rows": 0,
-                "quarantined": 0, "duplicates": 0, "other_lines": 0, "first_event_time": None, "last_event_time": None,
+                "quarantined": 0, "duplicates": 0, "other_lines": 0, "fanout": 0, "first_event_time": None, "last_event_time": None,
                 "days": [], "days_touched": [], "raw_path": None, "quarantine_path": None,
                 "detail": f"same content as {original}", "batch_id": batch_id, "ingested_at": now,
             }
@@ -248,7 +258,7 @@ def ingest(
             {
                 "kind": kind, "path": f.rel, "file_key": file_key(f.rel), "size": f.size, "mtime_ns": f.mtime_ns,
                 "sha256": None, "status": "skipped_open", "duplicate_of": None, "lines_read": None, "rows": 0,
-                "quarantined": 0, "duplicates": 0, "other_lines": 0, "first_event_time": None, "last_event_time": None,
+                "quarantined": 0, "duplicates": 0, "other_lines": 0, "fanout": 0, "first_event_time": None, "last_event_time": None,
                 "days": [], "days_touched": [], "raw_path": None, "quarantine_path": None,
                 "detail": "segment still open (write bit set); read once complete", "batch_id": batch_id,
                 "ingested_at": now,

@@ -2,7 +2,8 @@
 
 This module is the contract. Both ingests (PowerMTA accounting CSV, KumoMTA JSON logs) write
 exactly these columns in this order with these types; everything downstream reads them.
-The mapping of every source record type and field is documented in ``schemas/README.md``.
+The mapping of every source record type and field is documented in ``schemas/docs/``
+(``pmta_mapping.md`` for PowerMTA accounting files).
 """
 
 from __future__ import annotations

@@ -26,10 +26,19 @@ ENTRY_KINDS: tuple[str, ...] = ("address", "domain")
 DIFF_CHANGES: tuple[str, ...] = ("added", "removed", "changed", "expired")
 
 LEGACY_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
-    "address": (pl.String(), "display form: local part as written, domain lower-case IDNA; `@domain` for domains"),
-    "match_key": (pl.String(), "lookup key: canonical local part lower-cased @ domain; `@domain` for domains"),
+    "address": (
+        pl.String(),
+        "display form: local part as written, domain lower-case IDNA; `@domain` for domains",
+    ),
+    "match_key": (
+        pl.String(),
+        "lookup key: canonical local part lower-cased @ domain; `@domain` for domains",
+    ),
     "kind": (pl.String(), "`address` or `domain` (a whole-domain entry)"),
-    "scope": (pl.String(), "scope written in the file (`scope`/`tenant`/`sender_domain` column); null = policy default"),
+    "scope": (
+        pl.String(),
+        "scope written in the file (`scope`/`tenant`/`sender_domain` column); null = policy default",
+    ),
     "reason": (pl.String(), "reason/category cell as written (trimmed), null when absent"),
     "added": (UTC_TS, "date/added/created cell parsed as UTC; null when absent or unparseable"),
     "added_raw": (pl.String(), "the date cell as written"),
@@ -44,7 +53,10 @@ SUPPRESSION_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "match_key": (pl.String(), "lookup key (see mtashift/suppression/address.py); `@domain` = whole domain"),
     "scope": (pl.String(), "`global`, `sender_domain:<domain>` or `tenant:<tenant>`"),
     "reason": (pl.String(), "why, in words (rule and category), of the winning source"),
-    "category": (pl.String(), "bounce category / complaint feedback type / legacy reason of the winning source"),
+    "category": (
+        pl.String(),
+        "bounce category / complaint feedback type / legacy reason of the winning source",
+    ),
     "first_seen": (UTC_TS, "earliest time any applying source suppressed it (null: undated legacy only)"),
     "last_seen": (UTC_TS, "latest evidence time of the applying sources"),
     "evidence_count": (pl.Int64(), "number of evidence items of all applying sources (before the cap)"),

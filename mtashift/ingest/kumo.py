@@ -1,26 +1,26 @@
 """KumoMTA log ingest: zstd JSONL segments, plain/zstd JSONL files and webhook captures -> canonical events.
 
-The field and record-type mapping, the event_id key and the counting rules are documented in
-``schemas/docs/kumo_mapping.md``; this module implements exactly that document.
+The record-type and field mapping, the event_id key and the counting rules are documented in
+``schemas/docs/kumo_mapping.md``; this module implements that document.
 
 How it works (and why):
 
 * A file is decompressed as a stream (``zstandard`` decompressobj, frame by frame) into chunks of whole
   lines, so memory stays bounded whatever the segment size. The stream state is tracked explicitly because
   a truncated zstd stream raises nothing: it just stops producing output.
-* Each chunk becomes an Arrow string array over the decompressed buffer (zero-copy, line offsets found with
-  numpy) and DuckDB does the per-record work in C++: one ``json_transform`` per record for the mapped
-  fields, ``json_merge_patch`` to drop the mapped keys and keep every other field verbatim as ``extra``,
-  ``unnest`` for recipient arrays and ``md5`` for the event_id. Per-record Python is only used for the rare
-  cases (JSON arrays, quarantined lines, non-ASCII domains).
-* Output is streamed chunk by chunk into one Parquet file per landing file (row group per chunk), written
-  to a temporary name and renamed, so a partial file is never visible.
+* Each chunk becomes an Arrow string array over the decompressed buffer (zero-copy; line offsets found
+  with numpy) and DuckDB parses every record once, in C++ (``json_transform`` of the mapped fields, times,
+  the event-time key). Polars derives the string columns (domains, queue parts, addresses) and the
+  event_id (the shared XXH3 helper of ``mtashift.ingest.common``). Per-record Python only runs for the
+  rare cases: JSON arrays, recipient arrays, quarantined lines.
+* ``extra`` is the record text itself, so nothing of the source is lost and no re-serialisation is paid.
+* Output is streamed chunk by chunk into one Parquet file per landing file (a row group per chunk) under a
+  temporary name that is renamed on success, so a partial file is never visible.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from mtashift.ingest.common import SeenKeys, domain_of, event_hash, event_id_of, hash_key, occurrences
 from mtashift.lake import PARQUET_COMPRESSION, atomic_path
 from schemas.events import EVENT_SCHEMA, KUMO_RECORD_TYPES
 from schemas.quarantine import QUARANTINE_SCHEMA
@@ -64,8 +65,9 @@ INBOUND_TYPES: tuple[str, ...] = ("Reception", "Rejection", "Feedback", "XferIn"
 JOB_META_KEYS: tuple[str, ...] = ("job_id", "jobId", "x-job", "X-Job")
 JOB_HEADER_KEYS: tuple[str, ...] = ("X-Job", "x-job")
 
-DEFAULT_CHUNK_BYTES = 48 << 20  # decompressed bytes per processing chunk
+DEFAULT_CHUNK_BYTES = 32 << 20  # decompressed bytes per processing chunk (peak RSS ~0.5 GB per worker)
 READ_SIZE = 256 << 10  # compressed bytes fed to the decoder per call
+PLAIN_READ_SIZE = 4 << 20  # bytes per read of an uncompressed file
 DOCUMENT_LIMIT = 512 << 20  # largest pretty-printed JSON document (whole-file array) we parse in memory
 SALVAGE_STEP = 4096  # compressed bytes per step when re-decoding a damaged frame
 
@@ -273,28 +275,47 @@ def _zstd_pieces(fh: IO[bytes], end: _StreamEnd) -> Iterator[bytes]:
 
 
 def _salvage_frame(fh: IO[bytes], frame_start: int, already: int) -> Iterator[bytes]:
-    dobj = zstandard.ZstdDecompressor().decompressobj()
-    fh.seek(frame_start)
-    skip = already
+    """Output of the damaged frame beyond its first ``already`` bytes, up to the damage.
+
+    The decoder raises for the whole input of the call that reaches the damage, so the frame is decoded
+    again with the part known to be good fed in large pieces and the rest in ever smaller steps (4096, 256,
+    16, 1 bytes): the output stops exactly at the last block before the damage.
+    """
+    good = 0  # compressed bytes from the frame start known to decode without error
+    emitted = already  # decompressed bytes of this frame already handed out
+    step = SALVAGE_STEP
     while True:
-        piece = fh.read(SALVAGE_STEP)
-        if not piece:
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        fh.seek(frame_start)
+        produced = 0
+        fed = 0
+        failed = False
+        while True:
+            size = min(READ_SIZE, good - fed) if fed < good else step
+            piece = fh.read(size)
+            if not piece:
+                return
+            try:
+                out = dobj.decompress(piece)
+            except zstandard.ZstdError:
+                failed = True
+                break
+            fed += len(piece)
+            good = max(good, fed)
+            if produced + len(out) > emitted:
+                new = out[max(0, emitted - produced) :]
+                emitted += len(new)
+                yield new
+            produced += len(out)
+            if dobj.eof:
+                return
+        if not failed or step == 1:
             return
-        try:
-            out = dobj.decompress(piece)
-        except zstandard.ZstdError:
-            return
-        if skip:
-            cut = min(skip, len(out))
-            out, skip = out[cut:], skip - cut
-        if out:
-            yield out
-        if dobj.eof:
-            return
+        step = max(1, step // 16)
 
 
 def _plain_pieces(fh: IO[bytes]) -> Iterator[bytes]:
-    while piece := fh.read(4 << 20):
+    while piece := fh.read(PLAIN_READ_SIZE):
         yield piece
 
 
@@ -310,71 +331,40 @@ def _open_pieces(fh: IO[bytes], end: _StreamEnd) -> Iterator[bytes]:
 # the per-chunk SQL
 # --------------------------------------------------------------------------------------------------
 
-_TRANSFORM = {
-    "type": "VARCHAR",
-    "id": "VARCHAR",
-    "sender": "VARCHAR",
-    "recipient": "VARCHAR",
-    "queue": "VARCHAR",
-    "site": "JSON",
-    "size": "BIGINT",
-    "response": {
-        "code": "INTEGER",
-        "enhanced_code": {"class": "INTEGER", "subject": "INTEGER", "detail": "INTEGER"},
-        "content": "VARCHAR",
-        "command": "JSON",
-    },
-    "peer_address": {"name": "VARCHAR", "addr": "VARCHAR", "is_secure": "JSON"},
-    "timestamp": "BIGINT",
-    "event_time": "VARCHAR",
-    "created": "BIGINT",
-    "created_time": "VARCHAR",
-    "num_attempts": "INTEGER",
-    "bounce_classification": "VARCHAR",
-    "egress_pool": "VARCHAR",
-    "egress_source": "VARCHAR",
-    "source_address": "JSON",
-    "feedback_report": "JSON",
-    "meta": "JSON",
-    "headers": "JSON",
-    "delivery_protocol": "JSON",
-    "reception_protocol": "JSON",
-    "nodeid": "VARCHAR",
-    "tls_cipher": "VARCHAR",
-    "tls_protocol_version": "VARCHAR",
-    "tls_peer_subject_name": "JSON",
-    "provider_name": "JSON",
-    "session_id": "VARCHAR",
-}
-
-# Every top-level key of a KumoMTA record we know (formats.md B.1). A record with any other key takes the
-# slower path that keeps the unknown keys verbatim (json_merge_patch of the whole record).
-KNOWN_KEYS: tuple[str, ...] = tuple(_TRANSFORM)
-
-# Keys carried by canonical columns: never in `extra`.
-MAPPED_KEYS: tuple[str, ...] = (
-    "type", "id", "sender", "recipient", "size", "num_attempts", "bounce_classification", "egress_pool",
-    "egress_source", "nodeid", "tls_cipher", "tls_protocol_version", "timestamp", "created",
-)  # fmt: skip
-
-# Keys kept in `extra` as raw JSON (in this order), when not null. `queue` and `session_id` also feed columns
-# or the event_id; `peer_address`, `response`, `event_time`, `created_time` are kept only in part (see docs).
-EXTRA_RAW_KEYS: tuple[str, ...] = (
-    "site", "source_address", "feedback_report", "meta", "headers", "delivery_protocol", "reception_protocol",
-    "tls_peer_subject_name", "provider_name",
-)  # fmt: skip
-
-# The slow path's patch after the mapped and null-valued keys: timestamps that parsed, the mapped parts of
-# `response` and (for outbound records) `peer_address`, and the array position.
-_PATCH_TAIL: tuple[str, ...] = (
-    """CASE WHEN et_tz IS NOT NULL OR j.event_time IS NULL THEN ',"event_time":null' ELSE '' END""",
-    """CASE WHEN ct_tz IS NOT NULL OR j.created_time IS NULL THEN ',"created_time":null' ELSE '' END""",
-    """CASE WHEN j.response.command IS NULL THEN ',"response":null'
-        ELSE ',"response":{"code":null,"enhanced_code":null,"content":null}' END""",
-    """CASE WHEN j.type IN (INBOUND) THEN ''
-        WHEN j.peer_address.is_secure IS NULL THEN ',"peer_address":null'
-        ELSE ',"peer_address":{"name":null,"addr":null}' END""",
-    """CASE WHEN rec_index IS NOT NULL THEN ',"record_index":' || CAST(rec_index AS VARCHAR) ELSE '' END""",
+# Fields read from each record: (name, JSON path, SQL type). One `json_extract_string` call looks up all
+# of them in a single parse; it is markedly cheaper than `json_transform` into a struct.
+_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("type", "$.type", "VARCHAR"),
+    ("id", "$.id", "VARCHAR"),
+    ("sender", "$.sender", "VARCHAR"),
+    ("recipient", "$.recipient", "VARCHAR"),
+    ("queue", "$.queue", "VARCHAR"),
+    ("size", "$.size", "BIGINT"),
+    ("code", "$.response.code", "INTEGER"),
+    ("ec_class", "$.response.enhanced_code.class", "INTEGER"),
+    ("ec_subject", "$.response.enhanced_code.subject", "INTEGER"),
+    ("ec_detail", "$.response.enhanced_code.detail", "INTEGER"),
+    ("content", "$.response.content", "VARCHAR"),
+    ("peer_name", "$.peer_address.name", "VARCHAR"),
+    ("peer_addr", "$.peer_address.addr", "VARCHAR"),
+    ("timestamp", "$.timestamp", "BIGINT"),
+    ("event_time", "$.event_time", "VARCHAR"),
+    ("created", "$.created", "BIGINT"),
+    ("created_time", "$.created_time", "VARCHAR"),
+    ("num_attempts", "$.num_attempts", "INTEGER"),
+    ("bounce_classification", "$.bounce_classification", "VARCHAR"),
+    ("egress_pool", "$.egress_pool", "VARCHAR"),
+    ("egress_source", "$.egress_source", "VARCHAR"),
+    ("src_addr", "$.source_address.address", "VARCHAR"),
+    ("fb_mail_from", "$.feedback_report.original_mail_from", "VARCHAR"),
+    ("fb_rcpt_to", "$.feedback_report.original_rcpto_to[0]", "VARCHAR"),
+    ("fb_trace_rcpt", "$.feedback_report.supplemental_trace.recipient", "VARCHAR"),
+    ("nodeid", "$.nodeid", "VARCHAR"),
+    ("tls_cipher", "$.tls_cipher", "VARCHAR"),
+    ("tls_protocol_version", "$.tls_protocol_version", "VARCHAR"),
+    ("session_id", "$.session_id", "VARCHAR"),
+    *((f"job_meta_{i}", "$.meta." + json.dumps(k), "VARCHAR") for i, k in enumerate(JOB_META_KEYS)),
+    *((f"job_header_{i}", "$.headers." + json.dumps(k), "VARCHAR") for i, k in enumerate(JOB_HEADER_KEYS)),
 )
 
 
@@ -382,123 +372,93 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _json_path(key: str) -> str:
-    return "$." + json.dumps(key)
-
-
 def _build_sql() -> str:
-    transform = _sql_str(json.dumps(_TRANSFORM, separators=(",", ":")))
-    known = "[" + ", ".join(_sql_str(k) for k in KNOWN_KEYS) + "]"
-    meta_paths = "[" + ", ".join(_sql_str(_json_path(k)) for k in JOB_META_KEYS) + "]"
-    header_paths = "[" + ", ".join(_sql_str(_json_path(k)) for k in JOB_HEADER_KEYS) + "]"
-    inbound = ", ".join(_sql_str(t) for t in INBOUND_TYPES)
-    # Slow path: drop mapped keys, and known keys whose value is null, exactly like the fast path does.
-    drop_if_null = [k for k in KNOWN_KEYS if k not in MAPPED_KEYS and k not in ("response", "peer_address")]
-    null_pieces = [
-        f"CASE WHEN j.{_ident(k)} IS NULL THEN {_sql_str(',' + json.dumps(k) + ':null')} ELSE '' END"
-        for k in drop_if_null
-        if k not in ("event_time", "created_time")
-    ]
-    patch = " || ".join(
-        [_sql_str("{" + ",".join(f'"{k}":null' for k in MAPPED_KEYS)), *null_pieces, *_PATCH_TAIL, "'}'"]
+    paths = "[" + ", ".join(_sql_str(p) for _n, p, _t in _FIELDS) + "]"
+    # j.<name>: the field, typed (numbers given as text are converted; anything unconvertible is null)
+    fields = ",\n        ".join(
+        (f"x[{i + 1}]" if t == "VARCHAR" else f"TRY_CAST(x[{i + 1}] AS {t})") + f" AS {n}"
+        for i, (n, _p, t) in enumerate(_FIELDS)
     )
-    patch = patch.replace("INBOUND", inbound)
+    jobs = [n for n, _p, _t in _FIELDS if n.startswith("job_")]
     ws = "chr(32) || chr(9) || chr(13) || chr(10)"
     max_epoch = 253402300799  # 9999-12-31T23:59:59Z
     return f"""
 WITH src AS (
-    SELECT line_no, byte_offset, rec_index, txt, TRY(json_transform(txt, {transform})) AS j
+    SELECT pos, line_no, byte_offset, rec_index, txt, TRY(json_extract_string(txt, {paths})) AS x
     FROM lines
+),
+j AS (
+    SELECT pos, line_no, byte_offset, rec_index, txt,
+        {fields}
+    FROM src
 ),
 c AS (
     SELECT *,
-        CASE WHEN j.type IS NULL OR j.type = '' THEN
+        CASE WHEN type IS NULL OR type = '' THEN
             CASE WHEN NOT json_valid(txt) THEN
                      CASE WHEN trim(txt, {ws}) = '' THEN 'blank' ELSE 'invalid_json' END
                  WHEN json_type(txt) = 'ARRAY' THEN 'array'
                  ELSE 'not_a_record' END
         END AS r0,
-        TRY_CAST(j.event_time AS TIMESTAMPTZ) AS et_tz,
-        CASE WHEN j.timestamp BETWEEN -{max_epoch} AND {max_epoch} THEN to_timestamp(j.timestamp) END AS ts_tz,
-        TRY_CAST(j.created_time AS TIMESTAMPTZ) AS ct_tz,
-        CASE WHEN j.created BETWEEN -{max_epoch} AND {max_epoch} THEN to_timestamp(j.created) END AS cr_tz
-    FROM src
+        TRY_CAST(event_time AS TIMESTAMPTZ) AS et_tz,
+        CASE WHEN timestamp BETWEEN -{max_epoch} AND {max_epoch} THEN to_timestamp(timestamp) END AS ts_tz,
+        TRY_CAST(created_time AS TIMESTAMPTZ) AS ct_tz,
+        CASE WHEN created BETWEEN -{max_epoch} AND {max_epoch} THEN to_timestamp(created) END AS cr_tz
+    FROM j
 ),
 d AS (
     SELECT *, coalesce(r0, CASE WHEN et_tz IS NULL AND ts_tz IS NULL THEN 'bad_timestamp' END) AS reason,
         -- A recipient array (BatchByDomain) reaches us as its JSON text; the JSON type check runs only for
         -- the rare values starting with `[`, so a string recipient that merely starts with `[` stays one.
-        CASE WHEN starts_with(j.recipient, '[') THEN json_type(txt, '$.recipient') = 'ARRAY' ELSE false END
+        CASE WHEN starts_with(recipient, '[') THEN json_type(txt, '$.recipient') = 'ARRAY' ELSE false END
             AS rcpt_is_array
     FROM c
-),
-e AS (
-    SELECT line_no, byte_offset, rec_index, reason,
-        CASE WHEN reason IS NOT NULL THEN txt END AS raw_text,
-        j.type AS raw_type,
-        coalesce(et_tz, ts_tz) AS event_time,
-        coalesce(ct_tz, cr_tz) AS queued_time,
-        -- integer nanoseconds since the epoch, as text: the sub-microsecond digits come from the
-        -- RFC 3339 text kumod writes (YYYY-MM-DDTHH:MM:SS.fffffffffZ).
-        CASE WHEN et_tz IS NOT NULL
-             THEN CAST(epoch_us(et_tz) AS VARCHAR)
-                  || CASE WHEN length(j.event_time) = 30 AND j.event_time[20] = '.'
-                          THEN substr(j.event_time, 27, 3) ELSE '000' END
-             ELSE CAST(epoch_us(ts_tz) AS VARCHAR) || '000' END AS key_time,
-        j.sender AS sender,
-        CASE WHEN NOT rcpt_is_array THEN j.recipient END AS recipient,
-        CASE WHEN rcpt_is_array THEN j.recipient END AS rcpt_array,
-        rcpt_is_array,
-        j.id AS message_id,
-        j.size AS size_bytes,
-        j.num_attempts AS attempts,
-        j.nodeid AS node,
-        j.egress_pool AS pool,
-        j.egress_source AS source,
-        j.bounce_classification AS raw_bounce_category,
-        j.tls_protocol_version AS tls_protocol,
-        j.tls_cipher AS tls_cipher,
-        j.response.code AS code,
-        j.response.enhanced_code.class AS ec_class,
-        j.response.enhanced_code.subject AS ec_subject,
-        j.response.enhanced_code.detail AS ec_detail,
-        j.response.content AS response,
-        j.response.command AS x_command,
-        j.peer_address.name AS peer_name,
-        j.peer_address.addr AS peer_addr,
-        j.peer_address.is_secure AS peer_secure,
-        json_extract_string(j.source_address, '$.address') AS src_addr,
-        CASE WHEN reason IS NULL AND (j.meta IS NOT NULL OR j.headers IS NOT NULL) THEN
-            list_concat(json_extract_string(j.meta, {meta_paths}), json_extract_string(j.headers, {header_paths}))
-        END AS jobs,
-        j.queue AS queue,
-        j.session_id AS session_id,
-        CASE WHEN et_tz IS NULL THEN j.event_time END AS x_event_time,
-        CASE WHEN ct_tz IS NULL THEN j.created_time END AS x_created_time,
-        {", ".join(f"j.{_ident(k)} AS x_{k}" for k in EXTRA_RAW_KEYS)},
-        CASE WHEN reason IS NULL
-                  AND len(list_filter(json_keys(txt), lambda k: NOT list_contains({known}, k))) > 0
-             THEN CAST(json_merge_patch(txt, {patch}) AS VARCHAR) END AS x_full
-    FROM d
 )
-SELECT * EXCLUDE (jobs, key_time, rcpt_is_array),
-    CASE WHEN rcpt_is_array THEN key_time END AS key_time,
-    coalesce({", ".join(f"jobs[{i + 1}]" for i in range(len(JOB_META_KEYS) + len(JOB_HEADER_KEYS)))}) AS job_id,
-    CASE WHEN reason IS NULL AND NOT rcpt_is_array THEN md5(concat_ws(chr(31), '{MTA}', raw_type, coalesce(message_id, ''), key_time,
-        coalesce(recipient, ''), coalesce(CAST(attempts AS VARCHAR), ''), coalesce(node, ''),
-        coalesce(session_id, ''), coalesce(sender, ''), coalesce(peer_addr, ''))) END AS event_id
-FROM e
+SELECT pos, line_no, byte_offset, rec_index, reason,
+    -- the text of good records is not passed back: `extra` is taken from the input buffer directly
+    CASE WHEN reason IS NOT NULL THEN txt END AS bad_txt,
+    type AS raw_type,
+    coalesce(et_tz, ts_tz) AS event_time,
+    coalesce(ct_tz, cr_tz) AS queued_time,
+    -- integer nanoseconds since the epoch, as text: the sub-microsecond digits come from the
+    -- RFC 3339 text kumod writes (YYYY-MM-DDTHH:MM:SS.fffffffffZ).
+    CASE WHEN et_tz IS NOT NULL
+         THEN CAST(epoch_us(et_tz) AS VARCHAR)
+              || CASE WHEN length(event_time) = 30 AND event_time[20] = '.'
+                      THEN substr(event_time, 27, 3) ELSE '000' END
+         ELSE CAST(epoch_us(ts_tz) AS VARCHAR) || '000' END AS key_time,
+    -- A Feedback record's own envelope is the FBL mailbox; the complaint is about the original message.
+    CASE WHEN type = 'Feedback' THEN coalesce(nullif(trim(fb_mail_from, ' <>'), ''), sender)
+         ELSE sender END AS sender,
+    CASE WHEN rcpt_is_array THEN NULL
+         WHEN type = 'Feedback' THEN
+             coalesce(nullif(trim(fb_rcpt_to, ' <>'), ''), nullif(trim(fb_trace_rcpt, ' <>'), ''), recipient)
+         ELSE recipient END AS recipient,
+    CASE WHEN rcpt_is_array THEN recipient END AS rcpt_array,
+    id AS message_id,
+    size AS size_bytes,
+    num_attempts AS attempts,
+    nodeid AS node,
+    egress_pool AS pool,
+    egress_source AS source,
+    bounce_classification AS raw_bounce_category,
+    tls_protocol_version AS tls_protocol,
+    tls_cipher,
+    code, ec_class, ec_subject, ec_detail,
+    content AS response,
+    peer_name, peer_addr, src_addr,
+    coalesce({", ".join(jobs)}) AS job_id,
+    queue,
+    session_id
+FROM d
 """
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 _SQL = _build_sql()
 
 _LINES_SCHEMA = pa.schema(
     [
+        ("pos", pa.int64()),
         ("line_no", pa.int64()),
         ("byte_offset", pa.int64()),
         ("rec_index", pa.int32()),
@@ -507,7 +467,12 @@ _LINES_SCHEMA = pa.schema(
 )
 
 _EVENT_COLS = list(EVENT_SCHEMA.names())
-_EVENT_ARROW_SCHEMA = pl.DataFrame(schema=EVENT_SCHEMA).to_arrow().schema
+_UNIQUE_COLUMNS = frozenset(
+    {"event_id", "extra", "message_id", "recipient", "event_time", "queued_time", "source_line", "size_bytes"}
+)
+# Arrow with string views, polars' own layout: no conversion copy before the Parquet writer.
+_NO_STATISTICS = frozenset({"event_id", "extra", "message_id", "response"})
+_EVENT_ARROW_SCHEMA = pl.DataFrame(schema=EVENT_SCHEMA).to_arrow(compat_level=pl.CompatLevel.newest()).schema
 _QUARANTINE_ARROW_SCHEMA = pl.DataFrame(schema=QUARANTINE_SCHEMA).to_arrow().schema
 
 
@@ -547,14 +512,20 @@ class _ParquetSink:
     def __enter__(self) -> _ParquetSink:
         ev_tmp = self._stack.enter_context(atomic_path(self._targets[0]))
         q_tmp = self._stack.enter_context(atomic_path(self._targets[1]))
+        # Dictionary encoding only where values repeat, and no min/max statistics for long near-unique text:
+        # both cost time for nothing there; zstd level 1 is faster than the default for the same size here.
         self._writers = [
-            pq.ParquetWriter(ev_tmp, _EVENT_ARROW_SCHEMA, compression=PARQUET_COMPRESSION),
+            pq.ParquetWriter(
+                ev_tmp, _EVENT_ARROW_SCHEMA, compression=PARQUET_COMPRESSION, compression_level=1,
+                use_dictionary=[c for c in _EVENT_COLS if c not in _UNIQUE_COLUMNS],
+                write_statistics=[c for c in _EVENT_COLS if c not in _NO_STATISTICS],
+            ),
             pq.ParquetWriter(q_tmp, _QUARANTINE_ARROW_SCHEMA, compression=PARQUET_COMPRESSION),
-        ]
+        ]  # fmt: skip
         return self
 
     def write_events(self, frame: pl.DataFrame) -> None:
-        self._writers[0].write_table(frame.to_arrow().cast(_EVENT_ARROW_SCHEMA))
+        self._writers[0].write_table(frame.to_arrow(compat_level=pl.CompatLevel.newest()))
 
     def write_quarantine(self, frame: pl.DataFrame) -> None:
         self._writers[1].write_table(frame.to_arrow().cast(_QUARANTINE_ARROW_SCHEMA))
@@ -642,15 +613,27 @@ class _Reader:
         self.sink = sink
         self.con = duckdb.connect(config={"threads": threads or min(2, os.cpu_count() or 1)})
         self.con.execute("SET TimeZone = 'UTC'")
-        self.seen: pl.Series | None = None
+        self.seen = SeenKeys()
+        self._pending: list[pl.DataFrame] = []
         self.days: set[str] = set()
 
     def close(self) -> None:
         self.con.close()
 
     # -- one batch of records (lines, array elements or a document) ------------------------------
-    def records(self, table: pa.Table, *, second_pass: bool = False) -> None:
-        """Run the SQL over `lines` rows, quarantine what failed, expand arrays, emit events."""
+    def records(self, table: pa.Table, extra: pl.Series, *, elements: bool = False) -> None:
+        """Parse a batch of lines (or, with ``elements``, array elements), quarantine what failed, emit events
+        in line order. JSON arrays are expanded one level only: an array inside an array is not a record.
+        """
+        ok = self._parse(table, extra, second_pass=elements)
+        if ok.height:
+            self._emit(ok)
+
+    def _parse(self, table: pa.Table, extra: pl.Series, *, second_pass: bool) -> pl.DataFrame:
+        """Run the SQL over the `lines` rows; quarantine failures; expand JSON arrays; return derived rows.
+
+        ``extra`` holds the record text of input row ``pos`` (``table.pos`` indexes it).
+        """
         self.con.register("lines", table)
         try:
             out = pl.from_arrow(self.con.sql(_SQL).to_arrow_table())
@@ -659,13 +642,14 @@ class _Reader:
         q = _Quarantine()
         assert isinstance(out, pl.DataFrame)
         ok = out.filter(pl.col("reason").is_null())
+        ok = ok.with_columns(extra.gather(ok["pos"]).alias("extra"))
         if ok["rcpt_array"].is_not_null().any():
             ok = _explode_recipients(ok)
         ok = _derive(ok)
         bad = out.filter(pl.col("reason").is_not_null())
         arrays: list[tuple[int, int, str]] = []
         for line_no, off, rec_index, reason, raw in bad.select(
-            "line_no", "byte_offset", "rec_index", "reason", "raw_text"
+            "line_no", "byte_offset", "rec_index", "reason", "bad_txt"
         ).iter_rows():
             where = f"record {rec_index} of the JSON array on this line; " if rec_index is not None else ""
             if reason == "blank":
@@ -690,12 +674,14 @@ class _Reader:
         self.stats.records_ok += ok_records
         self.stats.fanout += ok.height - ok_records
         self._quarantine(q)
-        if ok.height:
-            self._emit(ok)
         if arrays:
-            self._expand_arrays(arrays)
+            elements = self._expand_arrays(arrays)
+            if elements.height:
+                ok = pl.concat([ok, elements], how="vertical")
+                ok = ok.sort(["line_no", "rec_index"], nulls_last=False, maintain_order=True)
+        return ok
 
-    def _expand_arrays(self, arrays: list[tuple[int, int, str]]) -> None:
+    def _expand_arrays(self, arrays: list[tuple[int, int, str]]) -> pl.DataFrame:
         rows: list[tuple[int, int, int, str]] = []
         for line_no, off, raw in arrays:
             values = _loads(raw)
@@ -707,13 +693,19 @@ class _Reader:
             self.stats.records_read += len(values) - 1
             self.stats.fanout += len(values) - 1
             rows.extend((line_no, off, i, _dumps(v)) for i, v in enumerate(values))
-        if rows:
-            self.records(_table(rows), second_pass=True)
+        return self._parse(*_table(rows), second_pass=True) if rows else pl.DataFrame()
 
     def _quarantine(self, q: _Quarantine) -> None:
         if len(q):
             self.stats.quarantined += len(q)
-            self.sink.write_quarantine(q.frame(self.rel_path))
+            self._pending.append(q.frame(self.rel_path))
+
+    def flush_quarantine(self) -> None:
+        """Write the quarantine rows collected for the current chunk, in line order."""
+        if self._pending:
+            frame = pl.concat(self._pending, how="vertical")
+            self._pending = []
+            self.sink.write_quarantine(frame.sort(["source_line", "byte_offset"], maintain_order=True))
 
     def quarantine_one(
         self, line_no: int | None, off: int | None, reason: str, detail: str, raw: str
@@ -723,17 +715,15 @@ class _Reader:
         self._quarantine(q)
 
     def _emit(self, ok: pl.DataFrame) -> None:
-        ok = _normalise_domains(ok)
-        ok = ok.sort(["line_no", "rec_index"], nulls_last=False, maintain_order=True)
-        first = ok.select(pl.col("event_id").is_first_distinct()).to_series()
-        if self.seen is not None:
-            first = first & ~ok["event_id"].is_in(self.seen)
+        # At-least-once delivery: a record seen before in this file (same event_id) is a duplicate.
+        keys = ok.select(hash_key(pl.col("_h"))).to_series().to_numpy()
+        first = occurrences(keys, self.seen) == 1
         dups = ok.height - int(first.sum())
         if dups:
-            ok = ok.filter(first)
+            ok = ok.filter(pl.Series(first))
             self.stats.duplicates += dups
-        self.seen = ok["event_id"] if self.seen is None else pl.concat([self.seen, ok["event_id"]])
         events = ok.with_columns(
+            pl.col("_h").bin.encode("hex").alias("event_id"),
             pl.lit(MTA).alias("mta"),
             pl.lit(self.rel_path).alias("source_file"),
             pl.col("line_no").alias("source_line"),
@@ -780,23 +770,27 @@ class _Reader:
         except pa.ArrowInvalid:
             keep = self._invalid_utf8(buf, starts, line_nos, offsets)
         # Arrays built from buffers: pa.array()/pa.table() on numpy would import pandas (~0.5 s per process).
+        pos = np.arange(n, dtype=np.int64)
         table = pa.Table.from_arrays(
-            [_int64_array(line_nos), _int64_array(offsets), pa.nulls(n, pa.int32()), txt], schema=_LINES_SCHEMA
+            [_int64_array(pos), _int64_array(line_nos), _int64_array(offsets), pa.nulls(n, pa.int32()), txt],
+            schema=_LINES_SCHEMA,
         )
         if keep is not None:
             table = table.take(_int64_array(np.flatnonzero(keep).astype(np.int64)))
+        extra = _line_views(buf, arr, starts)
         if unterminated_last and n:
-            self._last_line_check(table, n)
+            self._last_line_check(table, extra)
         else:
-            self.records(table)
+            self.records(table, extra)
+        self.flush_quarantine()
         return len(nl)
 
-    def _last_line_check(self, table: pa.Table, n: int) -> None:
+    def _last_line_check(self, table: pa.Table, extra: pl.Series) -> None:
         # An unterminated last line that is valid JSON is an ordinary record (files written by hand often
         # lack the final newline); one that does not parse is an incomplete record, not broken JSON.
         body, last = table.slice(0, table.num_rows - 1), table.slice(table.num_rows - 1)
         if body.num_rows:
-            self.records(body)
+            self.records(body, extra)
         if not last.num_rows:
             return
         raw = last.column("txt")[0].as_py()
@@ -806,7 +800,7 @@ class _Reader:
                 "last line has no terminating newline and is not complete JSON", _text(raw),
             )  # fmt: skip
         else:
-            self.records(last)
+            self.records(last, extra)
 
     def _invalid_utf8(
         self, buf: memoryview, starts: np.ndarray, line_nos: np.ndarray, offsets: np.ndarray
@@ -839,23 +833,68 @@ def _int64_array(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
-def _table(rows: list[tuple[int, int, int | None, str]]) -> pa.Table:
+def _table(rows: list[tuple[int, int, int | None, str]]) -> tuple[pa.Table, pl.Series]:
+    """Input rows for records that are not plain lines (array elements, a whole-file document).
+
+    Their `extra` is the element's text with its position in the array first, as ``"record_index"``.
+    """
     line_no, off, idx, txt = zip(*rows, strict=True)
     frame = pl.DataFrame(
-        {"line_no": line_no, "byte_offset": off, "rec_index": idx, "txt": txt},
-        schema={"line_no": pl.Int64, "byte_offset": pl.Int64, "rec_index": pl.Int32, "txt": pl.String},
-    )
-    return frame.to_arrow().cast(_LINES_SCHEMA)
+        {"pos": range(len(rows)), "line_no": line_no, "byte_offset": off, "rec_index": idx, "txt": txt},
+        schema={"pos": pl.Int64, "line_no": pl.Int64, "byte_offset": pl.Int64, "rec_index": pl.Int32,
+                "txt": pl.String},
+    )  # fmt: skip
+    extra = [
+        t if i is None or not t.startswith("{") else f'{{"record_index":{i},' + t[1:]
+        for i, t in zip(idx, txt, strict=True)
+    ]
+    return frame.to_arrow().cast(_LINES_SCHEMA), pl.Series("extra", extra, dtype=pl.String)
+
+
+def _line_views(buf: memoryview, arr: np.ndarray, starts: np.ndarray) -> pl.Series:
+    """Each line's text without its line end, as string views into ``buf`` (no copy of the text).
+
+    Arrow's view layout (16 bytes a string, little-endian): length, then up to 12 bytes inline for short
+    strings, else a 4-byte prefix, buffer index 0 and the offset into ``buf``.
+    """
+    n = len(starts) - 1
+    ends = starts[1:].copy()
+    nonempty = ends > starts[:-1]
+    ends[nonempty & (arr[np.maximum(ends - 1, 0)] == 10)] -= 1
+    nonempty = ends > starts[:-1]
+    ends[nonempty & (arr[np.maximum(ends - 1, 0)] == 13)] -= 1
+    begins = starts[:-1]
+    lengths = (ends - begins).astype("<i4")
+    views = np.zeros((n, 16), dtype=np.uint8)
+    views[:, 0:4] = lengths.view(np.uint8).reshape(n, 4)
+    long_ = lengths > 12
+    lb = begins[long_]
+    views[long_, 4:8] = arr[lb[:, None] + np.arange(4)]
+    views[long_, 12:16] = lb.astype("<i4").view(np.uint8).reshape(-1, 4)
+    short = ~long_
+    if short.any():
+        idx = begins[short][:, None] + np.arange(12)
+        inside = np.arange(12) < lengths[short][:, None]
+        views[short, 4:16] = np.where(inside, arr[np.minimum(idx, len(arr) - 1)], 0)
+    array = pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views), pa.py_buffer(buf)])
+    return pl.Series("extra", array)
 
 
 # --------------------------------------------------------------------------------------------------
 # recipient arrays and the event id
 # --------------------------------------------------------------------------------------------------
 
-# The event_id key, in order (see kumo_mapping.md): the record's identity, not its file or line.
+# The event_id key, in order (see kumo_mapping.md): the record's identity, not its file or line, so the same
+# record hashes the same from a segment and from a webhook capture (whose meta/headers may differ).
 EVENT_ID_KEY: tuple[str, ...] = (
     "raw_type", "message_id", "key_time", "recipient", "attempts", "node", "session_id", "sender", "peer_addr",
 )  # fmt: skip
+KEY_SEPARATOR = "\x1f"
+
+
+def _key_text() -> pl.Expr:
+    parts = [pl.col(k).cast(pl.String).fill_null("") for k in EVENT_ID_KEY]
+    return pl.concat_str(parts, separator=KEY_SEPARATOR)
 
 
 def kumo_event_id(
@@ -870,13 +909,13 @@ def kumo_event_id(
     sender: str | None,
     peer_addr: str | None,
 ) -> str:
-    """The event_id of one KumoMTA event (the SQL computes the same digest for single-recipient records).
+    """The event_id of one KumoMTA event, for tests and tools.
 
     ``key_time`` is the event time as integer nanoseconds since the Unix epoch, in decimal.
     """
-    parts = [MTA, raw_type, message_id or "", key_time, recipient or "", "" if attempts is None else str(attempts),
+    parts = [raw_type, message_id or "", key_time, recipient or "", "" if attempts is None else str(attempts),
              node or "", session_id or "", sender or "", peer_addr or ""]  # fmt: skip
-    return hashlib.md5("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return event_id_of(MTA, KEY_SEPARATOR.join(parts))
 
 
 def _recipients(text: str) -> list[str | None]:
@@ -888,15 +927,12 @@ def _recipients(text: str) -> list[str | None]:
 
 def _explode_recipients(ok: pl.DataFrame) -> pl.DataFrame:
     """One row per element of a recipient array (rare: BatchByDomain), each with its own event_id."""
-    is_array = ok["rcpt_array"].is_not_null()
-    arrays = ok.filter(is_array)
-    arrays = arrays.with_columns(
-        pl.Series("recipient", [_recipients(v) for v in arrays["rcpt_array"]], dtype=pl.List(pl.String))
-    ).explode("recipient")
-    ids = [kumo_event_id(**dict(zip(EVENT_ID_KEY, row, strict=True))) for row in arrays.select(EVENT_ID_KEY).iter_rows()]
-    arrays = arrays.with_columns(pl.Series("event_id", ids, dtype=pl.String))
-    merged = pl.concat([ok.filter(~is_array), arrays], how="vertical")
-    return merged.sort(["line_no", "rec_index"], nulls_last=False, maintain_order=True)
+    positions = ok["rcpt_array"].is_not_null().arg_true().to_list()
+    lists: list[list[str | None] | None] = [None] * ok.height
+    for p, text in zip(positions, ok["rcpt_array"].gather(positions).to_list(), strict=True):
+        lists[p] = _recipients(text)
+    parsed = pl.Series("parsed", lists, dtype=pl.List(pl.String))
+    return ok.with_columns(recipient=pl.coalesce(parsed, pl.concat_list("recipient"))).explode("recipient")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -906,21 +942,6 @@ def _explode_recipients(ok: pl.DataFrame) -> pl.DataFrame:
 
 def _nonempty(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr != "").then(expr)
-
-
-def _domain(expr: pl.Expr) -> pl.Expr:
-    # The part after the last `@`, lower-case, without a trailing dot or `>`; IDNA is applied afterwards.
-    return _nonempty(expr.str.extract(r"@([^@]*)$", 1).str.to_lowercase().str.strip_chars_end(".>"))
-
-
-def _str_member(key: str, expr: pl.Expr) -> pl.Expr:
-    """`"key":"value"` with the value JSON-escaped (by polars' JSON encoder); null when the value is null."""
-    encoded = pl.struct(expr.alias(key)).struct.json_encode().str.strip_prefix("{").str.strip_suffix("}")
-    return pl.when(expr.is_not_null()).then(encoded)
-
-
-def _raw_member(key: str, expr: pl.Expr) -> pl.Expr:
-    return pl.lit(json.dumps(key) + ":") + expr
 
 
 def _derive(out: pl.DataFrame) -> pl.DataFrame:
@@ -934,48 +955,16 @@ def _derive(out: pl.DataFrame) -> pl.DataFrame:
         .then(addr.str.split(":").list.first())
         .otherwise(addr)
     )
-    has_at = c("queue").str.splitn("@", 2)
-    prefix = pl.when(has_at.struct.field("field_1").is_not_null()).then(has_at.struct.field("field_0"))
+    # KumoMTA splits a queue name at the first `@`, then the part before it at the first `:`.
+    at = c("queue").str.splitn("@", 2)
+    prefix = pl.when(at.struct.field("field_1").is_not_null()).then(at.struct.field("field_0"))
     colon = prefix.str.splitn(":", 2)
     has_colon = colon.struct.field("field_1").is_not_null()
-    peer_any = c("peer_name").is_not_null() | c("peer_addr").is_not_null() | c("peer_secure").is_not_null()
-    peer_inbound = pl.concat_str(
-        [
-            pl.lit("{"),
-            pl.concat_str(
-                [
-                    _str_member("name", c("peer_name")),
-                    _str_member("addr", c("peer_addr")),
-                    _raw_member("is_secure", c("peer_secure")),
-                ],
-                separator=",",
-                ignore_nulls=True,
-            ),
-            pl.lit("}"),
-        ]
-    )
-    peer_member = (
-        pl.when(inbound & peer_any)
-        .then(pl.lit('"peer_address":') + peer_inbound)
-        .when(~inbound & c("peer_secure").is_not_null())
-        .then(pl.lit('"peer_address":{"is_secure":') + c("peer_secure") + pl.lit("}"))
-    )
-    members = [
-        _str_member("queue", c("queue")),
-        _raw_member("site", c("x_site")),
-        pl.lit('"response":{"command":') + c("x_command") + pl.lit("}"),
-        peer_member,
-        _str_member("event_time", c("x_event_time")),
-        _str_member("created_time", c("x_created_time")),
-        *[_raw_member(k, c(f"x_{k}")) for k in EXTRA_RAW_KEYS if k != "site"],
-        _str_member("session_id", c("session_id")),
-        _raw_member("record_index", c("rec_index").cast(pl.String)),
-    ]
-    fast_extra = pl.lit("{") + pl.concat_str(members, separator=",", ignore_nulls=True) + pl.lit("}")
     return out.with_columns(
         event_type=c("raw_type").replace_strict(KUMO_RECORD_TYPES, default="other", return_dtype=pl.String),
-        sender_domain=_domain(c("sender")),
-        recipient_domain=_domain(c("recipient")),
+        sender_domain=domain_of(c("sender")),
+        recipient_domain=domain_of(c("recipient")),
+        _h=event_hash(MTA, _key_text()),
         source_ip=_nonempty(source_ip),
         mx_host=pl.when(~inbound).then(_nonempty(c("peer_name").str.to_lowercase().str.strip_chars_end("."))),
         mx_ip=pl.when(~inbound).then(_nonempty(c("peer_addr"))),
@@ -985,33 +974,7 @@ def _derive(out: pl.DataFrame) -> pl.DataFrame:
         ),
         campaign=pl.when(has_colon).then(_nonempty(colon.struct.field("field_0"))),
         tenant=_nonempty(pl.when(has_colon).then(colon.struct.field("field_1")).otherwise(prefix)),
-        extra=pl.coalesce(c("x_full"), fast_extra),
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# domains
-# --------------------------------------------------------------------------------------------------
-
-
-def _idna(domain: str) -> str:
-    """Lower-case ASCII (A-label) form of a domain; the lower-cased input when it is not valid IDNA."""
-    try:
-        import idna
-
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except (UnicodeError, ValueError):
-        return domain.lower()
-
-
-def _normalise_domains(frame: pl.DataFrame) -> pl.DataFrame:
-    non_ascii = r"[^\x00-\x7F]"
-    cols = [c for c in ("sender_domain", "recipient_domain") if frame[c].str.contains(non_ascii).any()]
-    if not cols:
-        return frame
-    values = pl.concat([frame[c] for c in cols]).drop_nulls().unique()
-    mapping = {v: _idna(v) for v in values.filter(values.str.contains(non_ascii)).to_list()}
-    return frame.with_columns(pl.col(c).replace(mapping) for c in cols)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1043,6 +1006,7 @@ def _run(path: Path, *, rel_path: str, kind: KumoKind | None, include_open: bool
                 pieces = _document_or_lines(pieces, reader)
             if pieces is not None:
                 _line_mode(pieces, end, reader, chunk_bytes=chunk_bytes, open_segment=stats.open_segment)
+            reader.flush_quarantine()
     finally:
         reader.close()
     stats.days = sorted(reader.days)
@@ -1167,10 +1131,10 @@ def _document(reader: _Reader, data: bytes, doc: object) -> None:
             return
         stats.records_read += len(doc)
         stats.fanout += len(doc) - 1
-        reader.records(_table([(line_no, start, i, _dumps(v)) for i, v in enumerate(doc)]), second_pass=True)
+        reader.records(*_table([(line_no, start, i, _dumps(v)) for i, v in enumerate(doc)]), elements=True)
     else:
         stats.records_read += 1
-        reader.records(_table([(line_no, start, None, _dumps(doc))]), second_pass=True)
+        reader.records(*_table([(line_no, start, None, _dumps(doc))]))
 
 
 __all__ = [

@@ -3,31 +3,34 @@
 The field-by-field mapping and the value rules are documented in ``schemas/docs/pmta_mapping.md``; this
 docstring covers how a file is read.
 
-Reading plan (bounded memory whatever the file size). The decompressed stream is cut into batches of
-about ``CHUNK_BYTES`` ending on a line end, and each batch is handled with vectorised polars work:
+Reading plan (bounded memory whatever the file size). A reader thread cuts the decompressed stream into
+blocks of about ``CHUNK_BYTES`` that end on a line end. Each block is first read as one string per
+physical line (polars CSV reader with quoting off: line count, text for ids and quarantine), then:
 
-1. the batch is read as one string per physical line (polars CSV reader with quoting off);
-   per-line features are computed in bulk: quote parity, blank, "is a header line" (first field ``type``);
-2. the rare odd lines — header lines, invalid UTF-8, lines with an odd number of ``"`` (an unterminated
-   quote, or a quoted field that continues on the next lines) — are resolved one by one with the
-   standard ``csv`` module (strict mode): a record spanning lines is accepted only when the lines up to
-   the next odd-parity line form exactly one valid record; otherwise the first line alone is
-   quarantined (``malformed_csv``) and reading resumes on the next line;
-3. every other line is parsed by the polars CSV reader by position (one header segment at a time, the
-   header in force naming the positions). Polars refuses rows with more fields than the header and
-   unescaped quotes; when it does, the segment is bisected and the small failing slices are parsed line
-   by line with ``csv`` to find the culprits (``too_many_fields`` / ``malformed_csv``);
-4. the positional frame is mapped to the canonical columns with polars expressions, rows without a type
-   or a usable ``timeLogged`` are quarantined, and event ids are hashed.
+* fast path (the usual block): valid UTF-8, a header at most on its first line, and one polars CSV read
+  by position returning exactly one row per line. A quoted field running over a line end makes polars
+  return fewer rows, and a row longer than the header or a badly quoted field makes it fail, so anything
+  unusual falls through to
+* the careful path: per-line quote parity, blank and header detection in bulk; the rare odd lines
+  (header lines, invalid UTF-8, an odd number of ``"``) are resolved one by one with the standard ``csv``
+  module in strict mode — a record spanning lines is accepted only when the lines up to the next
+  odd-parity line form exactly one valid record, otherwise the first line alone is quarantined
+  (``malformed_csv``) and reading resumes on the next line; every other line is parsed by polars by
+  position, one header segment at a time; when polars refuses a segment it is bisected and the small
+  failing slices are parsed line by line with ``csv`` to find the culprits.
 
-The streaming entry point feeds the batches to ``sink_parquet`` through a polars IO-source, so parsing
-and Parquet encoding overlap and the file is written atomically.
+The positional rows are then mapped to the canonical columns (``_map_events``), rows without a type or
+a usable ``timeLogged`` are quarantined, and event ids are hashed. Fast-path blocks are prepared by two
+worker threads ahead of time and finished strictly in file order (line numbers, repeated-line counters,
+statistics); a block prepared under a header assumption that turned out wrong is redone. The streaming
+entry point feeds the frames to ``sink_parquet`` through a polars IO-source and writes atomically.
 
 Line accounting (exact): ``lines_read == rows + quarantined + header_lines + blank_lines +
 continuation_lines`` where a *line* is a ``\\n``-terminated piece of the decompressed file (a last piece
 without ``\\n`` counts too; a trailing ``\\r`` belongs to the line end), *blank* = empty or whitespace
 only, *continuation* = the 2nd..nth physical line of a record whose quoted field spans lines, and every
-quarantine row stands for exactly one record (one line, or the lines of one accepted multi-line record).
+quarantine row stands for exactly one record (one line, or the lines of one accepted multi-line record,
+or the damaged end of a compressed stream, which counts as one line).
 ``other_lines`` = header + blank + continuation lines; ``duplicates`` is always 0 (repeated lines are
 kept, see ``mtashift.ingest.common``).
 """
@@ -36,12 +39,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import gzip
 import io
 import queue
+import re
 import threading
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -60,7 +65,7 @@ from mtashift.ingest.common import (
     occurrences,
     with_occurrence,
 )
-from mtashift.lake import PARQUET_COMPRESSION, atomic_path, write_parquet
+from mtashift.lake import PARQUET_COMPRESSION, atomic_path
 from schemas.events import EVENT_SCHEMA, PMTA_RECORD_TYPES, UTC_TS, conform
 from schemas.quarantine import QUARANTINE_SCHEMA
 
@@ -71,12 +76,15 @@ CHUNK_BYTES = 32 * 2**20
 MAX_RECORD_LINES = 64  # a quoted field may continue over at most this many further physical lines
 MAX_LINE_BYTES = 16 * 2**20  # a longer line is quarantined (only its first QUARANTINE_TEXT_MAX chars kept)
 QUARANTINE_TEXT_MAX = 64 * 1024
-LEAF_LINES = 256  # below this, a slice polars refuses is parsed line by line with the csv module
+LEAF_LINES = 256
+WORKERS = 2  # batches prepared concurrently
+AHEAD = 3  # batches read and submitted ahead of the one being finished (bounds memory)  # below this, a slice polars refuses is parsed line by line with the csv module
 
 BOM = b"\xef\xbb\xbf"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S%z"
 EPOCH_MAX = 4_102_444_800  # 2100-01-01: a larger integer is not a plausible epoch-seconds timestamp
 HEADER_RE = r"^[\s\x{FEFF}]*\"?(?i:type)\"?\s*(?:,|$)"
+_HEADER_LINE = re.compile(r'^[\s\ufeff]*"?type"?\s*(?:,|$)', re.IGNORECASE)
 ENHANCED = r"[245]\.\d{1,3}\.\d{1,3}"
 # dsnDiag: `<diagnostic type>;<reply code> <enhanced status> <text>`; everything but the text is optional.
 # DIAG_FAST covers the usual shape cheaply; DIAG_PREFIX is tried on the rest.
@@ -174,6 +182,10 @@ class _Header:
         return name.lower() in self.first
 
 
+def _same_header(a: _Header | None, b: _Header | None) -> bool:
+    return a is b or (a is not None and b is not None and a.names == b.names)
+
+
 def _csv_fields(text: str) -> list[list[str]]:
     """All records of ``text`` by the csv module in strict mode (raises csv.Error when malformed)."""
     return list(csv.reader(io.StringIO(text, newline=""), strict=True))
@@ -183,10 +195,11 @@ def _csv_fields(text: str) -> list[list[str]]:
 
 
 class _StreamError:
-    """The decompressed stream broke off (corrupt or truncated gzip)."""
+    """The decompressed stream broke off (corrupt or truncated gzip); ``partial`` is its unfinished line."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, partial: bytes = b"") -> None:
         self.detail = detail
+        self.partial = partial
 
 
 class _LongLine:
@@ -198,27 +211,95 @@ class _LongLine:
         self.terminated = terminated
 
 
+class _GzipRaw(io.RawIOBase):
+    """Inflates a (multi-member) gzip stream; a truncated or corrupt stream ends the data early and sets
+    ``error`` instead of raising, so everything decoded before the damage is still delivered."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.d = zlib.decompressobj(wbits=31)
+        self.started = False
+        self.buf = b""
+        self.pos = 0
+        self.done = False
+        self.error: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.buf, self.pos = self.d.decompress(data), 0
+            self.started = True
+        except zlib.error as exc:
+            self.error, self.done = f"zlib.error: {exc}", True
+
+    def _fill(self) -> None:
+        while self.pos >= len(self.buf) and not self.done:
+            if self.d.eof:  # member finished: the rest (if any) starts the next member
+                rest = self.d.unused_data
+                self.d, self.started = zlib.decompressobj(wbits=31), False
+                if rest:
+                    self._feed(rest)
+                    continue
+            chunk = self.fh.read(1 << 20)
+            if not chunk:
+                if self.started and not self.d.eof:
+                    self.error = "compressed stream ended before its end-of-stream marker"
+                self.done = True
+                return
+            self._feed(chunk)
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        self._fill()
+        n = min(len(b), len(self.buf) - self.pos)
+        b[:n] = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+    def close(self) -> None:
+        self.fh.close()
+        super().close()
+
+
 def _open(path: Path) -> BinaryIO:
     fh = open(path, "rb")  # noqa: SIM115 - closed by the caller
     magic = fh.read(2)
     fh.seek(0)
     if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[return-value]
+        return io.BufferedReader(_GzipRaw(fh), buffer_size=1 << 20)  # type: ignore[return-value]
     return fh
 
 
 def _read_blocks(fh: BinaryIO, size: int, put: Callable[[bytes | _StreamError | _LongLine], None],
                  stop: threading.Event) -> None:
-    """Blocks of about ``size`` bytes that end on a line end (only the file's last block may not)."""
+    """Blocks of about ``size`` bytes that end on a line end (only the file's last block may not).
+
+    Each block is handed over one read late: when the stream then turns out to be damaged, the unfinished
+    last line of the previous block goes with the stream error instead of being parsed as a record.
+    """
+    held: bytes | None = None
     while not stop.is_set():
         block = fh.read(size)
         if not block:
+            error = getattr(getattr(fh, "raw", None), "error", None)
+            partial = b""
+            if held is not None and error and not held.endswith(b"\n"):
+                cut = held.rfind(b"\n") + 1
+                held, partial = held[:cut], held[cut:]
+            if held:
+                put(held)
+            if error:
+                put(_StreamError(error, partial))
             return
         if not block.endswith(b"\n"):
             tail = fh.readline(MAX_LINE_BYTES)
             if tail.endswith(b"\n") or len(tail) < MAX_LINE_BYTES:
                 block += tail  # the one copy of a block, made here in the reader thread
             else:  # an over-long line: hand over the complete lines, then the line's summary
+                if held is not None:
+                    put(held)
+                    held = None
                 cut = block.rfind(b"\n") + 1
                 if cut:
                     put(block[:cut])
@@ -230,7 +311,9 @@ def _read_blocks(fh: BinaryIO, size: int, put: Callable[[bytes | _StreamError | 
                 terminated = more.endswith(b"\n")
                 put(_LongLine(start[:QUARANTINE_TEXT_MAX], length - (1 if terminated else 0), terminated))
                 continue
-        put(block)
+        if held is not None:
+            put(held)
+        held = block
 
 
 def _blocks(path: Path, size: int) -> Iterator[bytes | _StreamError | _LongLine]:
@@ -260,6 +343,142 @@ def _blocks(path: Path, size: int) -> Iterator[bytes | _StreamError | _LongLine]
         t.join()
 
 
+def _fast_parse(
+    data: bytes, texts: pl.Series, header: _Header | None
+) -> tuple[pl.DataFrame, _Header, int, int] | None:
+    """The common case in one polars read: valid UTF-8, one header (in force, or on the first line),
+    no record spanning lines, no line refused by polars. None means: take the careful path.
+
+    A quoted field running over a line end makes polars return fewer rows than there are lines, and a
+    row longer than the header or a badly quoted field makes it fail, so both are caught here.
+    Returns the positional frame of the data lines, the header, header lines (0/1) and blank lines.
+    """
+    n = len(texts)
+    skip = 0
+    first = texts[0]
+    if first is not None and _HEADER_LINE.match(first):
+        try:
+            rows = _csv_fields(first)
+        except csv.Error:
+            return None
+        if len(rows) != 1:
+            return None
+        header, skip = _Header.parse(rows[0]), 1
+    if header is None:
+        return None
+    if skip == n:
+        parsed = _empty_positional(header.width).drop("_text")
+    else:
+        try:
+            parsed = _read_positional(data, header.width, skip)
+        except pl.exceptions.PolarsError:
+            return None
+        if len(parsed) != n - skip:
+            return None
+    lines = texts.slice(skip)
+    c0 = parsed["c0"]
+    firsts = c0.drop_nulls().unique()
+    if firsts.str.contains(HEADER_RE).any():
+        return None  # a header line further down: segments needed
+    blank = lines.is_null()
+    spaces = firsts.filter(firsts.str.strip_chars() == "")
+    if len(spaces):
+        maybe = c0.is_in(spaces)
+        blank = blank | (maybe & (lines.str.strip_chars() == "")).fill_null(False)
+    n_blank = int(blank.sum())
+    parsed = parsed.with_columns(_idx=pl.int_range(skip, n, dtype=pl.Int64), _text=lines)
+    if n_blank:
+        parsed = parsed.filter(~blank)
+    return parsed, header, skip, n_blank
+
+
+def _first_line_header(block: bytes) -> _Header | None:
+    """The header on a block's first line, if that line is one (what the fast path would see)."""
+    end = block.find(b"\n")
+    line = block[: end if end >= 0 else len(block)]
+    if line.startswith(BOM):
+        line = line[3:]
+    try:
+        text = line.rstrip(b"\r").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not _HEADER_LINE.match(text):
+        return None
+    try:
+        rows = _csv_fields(text)
+    except csv.Error:
+        return None
+    return _Header.parse(rows[0]) if len(rows) == 1 else None
+
+
+def _to_events(
+    df: pl.DataFrame, h: _Header, *, node: str | None, rel_path: str
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Positional rows -> canonical rows (with _idx, _text), and the rows rejected for type or time."""
+    out = _map_events(df, h)
+    out = out.with_columns(node=pl.lit(node, pl.String), source_file=pl.lit(rel_path))
+    bad = out["raw_type"].is_null() | out["event_time"].is_null()
+    if not bad.any():
+        return out, None
+    tl_raw = h.col("timeLogged")
+    rejected = (
+        out.with_columns(_tl_raw=df.select(tl_raw).to_series())
+        .filter(bad)
+        .select(
+            "_idx",
+            reason=pl.when(pl.col("raw_type").is_null())
+            .then(pl.lit("missing_type"))
+            .otherwise(pl.lit("bad_timestamp")),
+            detail=pl.when(pl.col("raw_type").is_null())
+            .then(pl.lit("record has no type value"))
+            .when(pl.col("_tl_raw").is_null())
+            .then(pl.lit("timeLogged missing" if h.has("timeLogged") else "header has no timeLogged column"))
+            .otherwise(
+                pl.concat_str(
+                    pl.lit("timeLogged '"),
+                    pl.col("_tl_raw"),
+                    pl.lit("' is neither 'YYYY-MM-DD HH:MM:SS+hhmm' nor epoch seconds"),
+                )
+            ),
+            _text=pl.col("_text"),
+        )
+    )
+    return out.filter(~bad), rejected
+
+
+@dataclass
+class _Prepared:
+    """The stateless part of a batch (fast path), computed ahead of time in a worker thread."""
+
+    data: bytes  # without a leading BOM
+    bom: bool
+    header: _Header  # in force after the batch
+    n_lines: int
+    n_header: int
+    n_blank: int
+    events: pl.DataFrame | None  # mapped rows with their digest `_h`, not yet numbered
+    rejected: pl.DataFrame | None  # rows rejected for type or time
+
+
+def _prepare(data: bytes, header: _Header | None, *, file_start: bool, node: str | None,
+             rel_path: str) -> _Prepared | None:
+    bom = file_start and data.startswith(BOM)
+    if bom:
+        data = data[3:]
+    texts, invalid = _read_lines(data)
+    if invalid is not None or not len(texts):
+        return None
+    fast = _fast_parse(data, texts, header)
+    if fast is None:
+        return None
+    parsed, h, n_header, n_blank = fast
+    events = rejected = None
+    if len(parsed):
+        events, rejected = _to_events(parsed, h, node=node, rel_path=rel_path)
+        events = events.with_columns(_h=event_hash(MTA, pl.col("_text"))) if len(events) else None
+    return _Prepared(data, bom, h, len(texts), n_header, n_blank, events, rejected)
+
+
 # ------------------------------------------------------------------------------------------------ the reader
 
 
@@ -285,8 +504,17 @@ class _Reject:
 class _Reader:
     """Turns one file into canonical event frames (``batches``) and quarantine frames (``quarantine``)."""
 
-    def __init__(self, path: Path, *, rel_path: str, node: str | None, chunk_bytes: int = CHUNK_BYTES) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        rel_path: str,
+        node: str | None,
+        chunk_bytes: int = CHUNK_BYTES,
+        on_quarantine: Callable[[pl.DataFrame], None],
+    ) -> None:
         self.path = path
+        self.on_quarantine = on_quarantine
         self.rel_path = rel_path
         self.node = node
         self.chunk_bytes = chunk_bytes
@@ -295,37 +523,86 @@ class _Reader:
         self.seen = SeenKeys()
         self.lines_done = 0
         self.bytes_done = 0
-        self.quarantine: list[pl.DataFrame] = []
 
     # -- driving ------------------------------------------------------------------------------------------
 
     def batches(self) -> Iterator[pl.DataFrame]:
-        carry = b""  # lines of a possibly multi-line record, held back until the next block
+        """Canonical event frames in file order; quarantine frames go to ``on_quarantine``.
+
+        Batches are prepared ahead by a small thread pool (polars releases the GIL), each assuming the
+        header its predecessors leave in force; they are then finished strictly in order here (line
+        numbers, occurrence counts, counters). A batch whose assumption did not hold, or that the fast
+        path refused, is redone on the careful path.
+        """
         items = _blocks(self.path, self.chunk_bytes)
-        current = next(items, None)
-        while current is not None:
-            following = next(items, None)
-            if isinstance(current, bytes):
-                self.stats.bytes_read += len(current)
-                data = carry + current if carry else current
-                final = not isinstance(following, bytes)
-                kept = yield from self._batch(data, final=final)
-                carry = data[len(data) - kept :] if kept else b""
-            else:
-                if carry:
-                    yield from self._batch(carry, final=True)
-                    carry = b""
-                if isinstance(current, _LongLine):
-                    self.stats.bytes_read += current.length + current.terminated
-                    self._reject_long_line(current)
+        ahead: deque[tuple[bytes | _StreamError | _LongLine, Future | None, _Header | None]] = deque()
+        spec = self.header
+        file_start = True
+        exhausted = False
+        carry = b""  # lines of a possibly multi-line record, held back until the next block
+        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="pmta-batch") as pool:
+
+            def fill() -> None:
+                nonlocal spec, file_start, exhausted
+                while not exhausted and len(ahead) < AHEAD:
+                    item = next(items, None)
+                    if item is None:
+                        exhausted = True
+                        return
+                    if not isinstance(item, bytes):
+                        ahead.append((item, None, None))
+                        continue
+                    fut = pool.submit(_prepare, item, spec, file_start=file_start, node=self.node,
+                                      rel_path=self.rel_path)
+                    ahead.append((item, fut, spec))
+                    spec = _first_line_header(item) or spec
+                    file_start = False
+
+            fill()
+            while ahead:
+                item, fut, assumed = ahead.popleft()
+                fill()
+                if isinstance(item, bytes):
+                    self.stats.bytes_read += len(item)
+                    prepared = None
+                    if not carry and _same_header(assumed, self.header):
+                        prepared = fut.result()
+                    else:
+                        fut.cancel()
+                    if prepared is not None:
+                        events = self._finish_prepared(prepared)
+                        if events is not None:
+                            yield events
+                        continue
+                    data = carry + item if carry else item
+                    final = not (ahead and isinstance(ahead[0][0], bytes))
+                    kept = yield from self._batch(data, final=final)
+                    carry = data[len(data) - kept :] if kept else b""
+                    spec = self.header  # later submissions assume what the careful path left in force
                 else:
-                    self._reject_stream(current.detail)
-            current = following
-        if carry:
-            yield from self._batch(carry, final=True)
+                    if carry:
+                        yield from self._batch(carry, final=True)
+                        carry = b""
+                    if isinstance(item, _LongLine):
+                        self.stats.bytes_read += item.length + item.terminated
+                        self._reject_long_line(item)
+                    else:
+                        self.stats.bytes_read += len(item.partial)
+                        self._reject_stream(item)
+            if carry:
+                yield from self._batch(carry, final=True)
         st = self.stats
         st.other_lines = st.header_lines + st.blank_lines + st.continuation_lines
         st.quarantined = sum(st.reasons.values())
+
+    def _finish_prepared(self, p: _Prepared) -> pl.DataFrame | None:
+        base_off, base_line = self.bytes_done + (3 if p.bom else 0), self.lines_done
+        self.header = p.header
+        self.stats.header_lines += p.n_header
+        self.stats.blank_lines += p.n_blank
+        frames = [p.events] if p.events is not None else []
+        row_rejects = [p.rejected] if p.rejected is not None and len(p.rejected) else []
+        return self._close_batch(p.data, base_line, base_off, p.n_lines, len(p.data), [], row_rejects, frames)
 
     def _reject_long_line(self, line: _LongLine) -> None:
         text = line.head.decode("utf-8", "replace")
@@ -337,17 +614,24 @@ class _Reader:
         self.stats.lines_read += 1
         self.bytes_done += line.length + line.terminated
 
-    def _reject_stream(self, detail: str) -> None:
+    def _reject_stream(self, err: _StreamError) -> None:
+        """One quarantine row for the damaged end of a compressed stream; it counts as one line (the
+        unfinished last line, or the unknown remainder when the damage fell on a line end)."""
+        line = self.lines_done + 1 if err.partial else None
+        detail = f"stream unreadable after {self.bytes_done + len(err.partial)} decompressed bytes: {err.detail}"
         self._quarantine_rows(
-            [(None, self.bytes_done, "truncated_stream", f"decompression failed after {self.bytes_done} bytes: {detail}", "")]
+            [(line, self.bytes_done, "truncated_stream", detail, err.partial.decode("utf-8", "replace"))]
         )
+        self.lines_done += 1
+        self.stats.lines_read += 1
+        self.bytes_done += len(err.partial)
 
     def _quarantine_rows(self, rows: list[tuple[int | None, int | None, str, str, str]]) -> None:
         if not rows:
             return
         for r in rows:
             self.stats.reasons[r[2]] = self.stats.reasons.get(r[2], 0) + 1
-        self.quarantine.append(
+        self.on_quarantine(
             pl.DataFrame(
                 {
                     "source_kind": [SOURCE_KIND] * len(rows),
@@ -428,7 +712,7 @@ class _Reader:
                     j = k
                     break
             else:
-                if end == n and not final and i > 0:
+                if end == n and not final:
                     carry_from = i
                     break
             if j is not None:
@@ -447,12 +731,12 @@ class _Reader:
 
         if carry_from is not None:
             n_keep = carry_from
-            carry = _line_starts(data, n_keep + 1)[n_keep]
+            data_len = int(_line_starts(data, n_keep + 1)[n_keep])
+            carry = len(data) - data_len
             texts, consumed, blank = texts.slice(0, n_keep), consumed[:n_keep], blank[:n_keep]
             records = [r for r in records if r.idx < n_keep]
             rejects = [r for r in rejects if r.idx < n_keep]
             headers = [h for h in headers if h[0] < n_keep]
-            data_len = carry
         else:
             n_keep, carry, data_len = n, 0, len(data)
         del tl
@@ -478,7 +762,8 @@ class _Reader:
             # fast path: the raw bytes can be parsed as they are when no line of the segment needs hiding
             whole = e == n_keep and s <= 1 and consumed[:s].all() and not consumed[s:e].any()
             parsed, more = self._parse_segment(
-                data[:data_len] if whole else None, texts, consumed, blank, s, e, header
+                (data if data_len == len(data) else data[:data_len]) if whole else None,
+                texts, consumed, blank, s, e, header,
             )
             seg_records.extend(more)
             good = [r for r in seg_records if r.reason is None]
@@ -494,7 +779,23 @@ class _Reader:
 
         self.header = seg_headers[-1]
         self.stats.blank_lines += int(blank[:n_keep].sum())
-        # quarantine rows of this batch
+        events = self._close_batch(data, base_line, base_off, n_keep, data_len, rejects, row_rejects, frames)
+        if events is not None:
+            yield events
+        return carry
+
+    def _close_batch(
+        self,
+        data: bytes,
+        base_line: int,
+        base_off: int,
+        n_keep: int,
+        data_len: int,
+        rejects: list[_Reject],
+        row_rejects: list[pl.DataFrame],
+        frames: list[pl.DataFrame],
+    ) -> pl.DataFrame | None:
+        """Quarantine rows, event ids, counters for a processed batch; the batch's events (or None)."""
         q: list[tuple[int | None, int | None, str, str, str]] = []
         all_rejects = sorted(rejects, key=lambda r: r.idx)
         if row_rejects:
@@ -511,15 +812,15 @@ class _Reader:
         self.lines_done += n_keep
         self.stats.lines_read += n_keep
         self.bytes_done = base_off + data_len
-        if events is not None and len(events):
-            events = self._finish(events, base_line)
-            self.stats.rows += len(events)
-            lo, hi = events["event_time"].min(), events["event_time"].max()
-            st = self.stats
-            st.first_event_time = lo if st.first_event_time is None else min(st.first_event_time, lo)
-            st.last_event_time = hi if st.last_event_time is None else max(st.last_event_time, hi)
-            yield events
-        return carry
+        if events is None or not len(events):
+            return None
+        events = self._finish(events, base_line)
+        self.stats.rows += len(events)
+        lo, hi = events["event_time"].min(), events["event_time"].max()
+        st = self.stats
+        st.first_event_time = lo if st.first_event_time is None else min(st.first_event_time, lo)
+        st.last_event_time = hi if st.last_event_time is None else max(st.last_event_time, hi)
+        return events
 
     # -- positional parse ---------------------------------------------------------------------------------
 
@@ -541,7 +842,11 @@ class _Reader:
         records: list[_Record] = []
         pieces: list[pl.DataFrame] = []
 
-        def parse(lo: int, hi: int, buf: bytes | None) -> None:
+        # an explicit work list rather than a recursive closure: a closure cycle would keep every batch's
+        # frames alive until the next garbage collection
+        work: list[tuple[int, int, bytes | None]] = [(s, e, raw)]
+        while work:
+            lo, hi, buf = work.pop()
             skip = 0
             if buf is None:
                 seg = texts.slice(lo, hi - lo).to_frame("t").select(
@@ -555,14 +860,15 @@ class _Reader:
                 if len(df) != hi - lo:
                     raise pl.exceptions.ComputeError(f"{len(df)} rows for {hi - lo} lines")
                 pieces.append(df.with_columns(_idx=pl.int_range(lo, hi, dtype=pl.Int64)))
-                return
+                continue
             except pl.exceptions.PolarsError:
                 pass
+            del buf
             if hi - lo > LEAF_LINES:
                 mid = (lo + hi) // 2
-                parse(lo, mid, None)
-                parse(mid, hi, None)
-                return
+                work.append((mid, hi, None))
+                work.append((lo, mid, None))
+                continue
             for i in range(lo, hi):
                 if consumed[i] or blank[i]:
                     continue
@@ -580,10 +886,10 @@ class _Reader:
                 else:
                     records.append(_Record(i, fields, text))
 
-        parse(s, e, raw)
         if not pieces:
             df = _empty_positional(width).drop("_text")
         else:
+            pieces.sort(key=lambda f: f["_idx"][0] if len(f) else 0)
             df = pl.concat(pieces, how="vertical") if len(pieces) > 1 else pieces[0]
         live = ~consumed & ~blank
         mask = live[df["_idx"].to_numpy()]
@@ -595,41 +901,12 @@ class _Reader:
     # -- mapping ------------------------------------------------------------------------------------------
 
     def _to_events(self, df: pl.DataFrame, h: _Header) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        out = _map_events(df, h)
-        out = out.with_columns(node=pl.lit(self.node, pl.String), source_file=pl.lit(self.rel_path))
-        bad_type = out["raw_type"].is_null()
-        bad_time = out["event_time"].is_null()
-        bad = bad_type | bad_time
-        if not bad.any():
-            return out, None
-        tl_raw = h.col("timeLogged")
-        rejected = (
-            out.with_columns(_tl_raw=df.select(tl_raw).to_series())
-            .filter(bad)
-            .select(
-                "_idx",
-                reason=pl.when(pl.col("raw_type").is_null())
-                .then(pl.lit("missing_type"))
-                .otherwise(pl.lit("bad_timestamp")),
-                detail=pl.when(pl.col("raw_type").is_null())
-                .then(pl.lit("record has no type value"))
-                .when(pl.col("_tl_raw").is_null())
-                .then(pl.lit("timeLogged missing" if h.has("timeLogged") else "header has no timeLogged column"))
-                .otherwise(
-                    pl.concat_str(
-                        pl.lit("timeLogged '"),
-                        pl.col("_tl_raw"),
-                        pl.lit("' is neither 'YYYY-MM-DD HH:MM:SS+hhmm' nor epoch seconds"),
-                    )
-                ),
-                _text=pl.col("_text"),
-            )
-        )
-        return out.filter(~bad), rejected
+        return _to_events(df, h, node=self.node, rel_path=self.rel_path)
 
     def _finish(self, ev: pl.DataFrame, base_line: int) -> pl.DataFrame:
         """Event ids (with per-file occurrence numbers), line numbers, canonical column order."""
-        ev = ev.with_columns(_h=event_hash(MTA, pl.col("_text")))
+        if "_h" not in ev.columns:
+            ev = ev.with_columns(_h=event_hash(MTA, pl.col("_text")))
         keys = ev.select(hash_key(pl.col("_h"))).to_series().to_numpy()
         occ = occurrences(keys, self.seen)
         if (occ > 1).any():
@@ -641,6 +918,7 @@ class _Reader:
         ev = ev.with_columns(
             event_id=pl.col("_h").bin.encode("hex"),
             source_line=pl.col("_idx") + (base_line + 1),
+            mta=pl.lit(MTA),
         )
         return conform(ev.lazy()).collect()
 
@@ -737,29 +1015,52 @@ def _records_frame(records: list[_Record], width: int) -> pl.DataFrame:
 # ---------------------------------------------------------------------------------------------- mapping
 #
 # The mapping works column by column on eager Series. Most accounting columns repeat a handful of values
-# within a batch (type, dsnStatus, dsnMta, queue, srcMta, ...): for those the parsing and JSON encoding is
-# done once per distinct value and mapped back, which is what keeps the ingest close to the cost of a plain
-# CSV read.
+# within a batch (type, dsnStatus, dsnMta, queue, srcMta, ...): for those the parsing and the JSON encoding
+# are done once per distinct value and gathered back by code, which is what keeps the ingest close to the
+# cost of a plain CSV read.
 
 LOWCARD_SAMPLE = 4096
+MAX_COMBO = 1 << 62
 
 
-def _distinct(s: pl.Series) -> pl.Series | None:
-    """Distinct non-null values of ``s`` when it repeats enough for per-value work to pay off, else None."""
+@dataclass
+class _Coded:
+    """A column as distinct values ``u`` plus a per-row code into them (null where the row is null)."""
+
+    u: pl.Series
+    codes: pl.Series  # UInt32
+    nulls: int
+
+    @property
+    def constant(self) -> bool:
+        return len(self.u) == 1 and self.nulls == 0
+
+    def gather(self, values: pl.Series) -> pl.Series:
+        return values.gather(self.codes)
+
+
+def _coded(s: pl.Series) -> _Coded | None:
+    """Code ``s`` by its distinct values when it repeats enough for per-value work to pay off, else None."""
     n = len(s)
+    if n and s.null_count() == 0 and (s == s[0]).all():  # a constant column: no hashing needed
+        return _Coded(s.head(1), pl.Series(values=[0], dtype=pl.UInt32).extend_constant(0, n - 1), 0)
     if n > LOWCARD_SAMPLE and s.head(LOWCARD_SAMPLE).n_unique() > LOWCARD_SAMPLE * 3 // 4:
         return None
     u = s.drop_nulls().unique()
-    return u if len(u) * 2 <= n or n <= 64 else None
+    if len(u) * 2 > n and n > 64:
+        return None
+    nulls = s.null_count()
+    if len(u) == 1 and nulls == 0:
+        codes = pl.Series(values=[0], dtype=pl.UInt32).extend_constant(0, n - 1)
+    else:
+        codes = s.cast(pl.Enum(u)).to_physical().cast(pl.UInt32)
+    return _Coded(u, codes, nulls)
 
 
-def _per_value(s: pl.Series, fn: Callable[[pl.Series], pl.Series]) -> pl.Series:
-    """`fn` (element-wise, null -> null) computed once per distinct value when that is cheaper."""
-    u = _distinct(s)
-    if u is None:
-        return fn(s)
-    values = fn(u)
-    return s.replace_strict(u, values, default=None, return_dtype=values.dtype)
+def _per_value(s: pl.Series, fn: Callable[[pl.Series], pl.Series], coded: _Coded | None = None) -> pl.Series:
+    """``fn`` (element-wise, null -> null) computed once per distinct value when that is cheaper."""
+    c = coded if coded is not None else _coded(s)
+    return fn(s) if c is None else c.gather(fn(c.u))
 
 
 def _nulls(n: int, dtype: pl.DataType) -> pl.Series:
@@ -785,29 +1086,26 @@ def _frag(key: str, s: pl.Series) -> pl.Series:
 
 
 def _masked_frag(key: str, s: pl.Series, mask: pl.Series) -> pl.Series | None:
-    """Fragment only where ``mask`` holds (computed for those rows only)."""
+    """Fragment only where ``mask`` holds (encoded for those rows only); None when it never holds."""
     mask = mask.fill_null(False)
     if not mask.any():
         return None
+    if mask.all():
+        return _frag(key, s)
     idx = mask.arg_true()
     return _nulls(len(s), pl.String).scatter(idx, _frag(key, s.gather(idx)))
 
 
-def _times(s: pl.Series | None, n: int) -> pl.Series:
-    """``YYYY-MM-DD HH:MM:SS±hhmm`` or integer epoch seconds -> UTC; anything else -> null."""
-    if s is None:
-        return _nulls(n, UTC)
-    dt = s.str.to_datetime(TIME_FORMAT, strict=False, time_unit="us", cache=True)
-    if dt.dtype != UTC:
-        dt = dt.dt.convert_time_zone("UTC")
-    miss = dt.is_null() & s.is_not_null()
+def _parse_times(v: pl.Series) -> pl.Series:
+    dt = v.str.to_datetime(TIME_FORMAT, strict=False, time_unit="us", cache=False)
+    miss = dt.is_null() & v.is_not_null()
     if miss.any():
         idx = miss.arg_true()
-        v = s.gather(idx).str.strip_chars()
-        secs = v.str.to_integer(strict=False)
+        w = v.gather(idx).str.strip_chars()
+        secs = w.str.to_integer(strict=False)
         alt = pl.select(
             pl.coalesce(
-                pl.lit(v).str.to_datetime(TIME_FORMAT, strict=False, time_unit="us", cache=False),
+                pl.lit(w).str.to_datetime(TIME_FORMAT, strict=False, time_unit="us", cache=False),
                 pl.when(pl.lit(secs).is_between(0, EPOCH_MAX - 1))
                 .then(pl.from_epoch(pl.lit(secs), time_unit="s"))
                 .dt.cast_time_unit("us")
@@ -818,18 +1116,36 @@ def _times(s: pl.Series | None, n: int) -> pl.Series:
     return dt
 
 
+def _times(s: pl.Series | None, n: int) -> pl.Series:
+    """``YYYY-MM-DD HH:MM:SS±hhmm`` or integer epoch seconds -> UTC; anything else -> null."""
+    if s is None:
+        return _nulls(n, UTC)
+    if s.is_sorted():  # log order: polars' own cache of the previous value does the per-value work
+        dt = s.str.to_datetime(TIME_FORMAT, strict=False, time_unit="us", cache=True)
+        if (dt.is_null() & s.is_not_null()).any():
+            return _per_value(s, _parse_times)
+        return dt
+    return _per_value(s, _parse_times)
+
+
+def _normalise_domains(u: pl.Series) -> pl.Series:
+    return _ev(u, normalise_domain(pl.col("v")))
+
+
 def _domains(addr: pl.Series | None, n: int) -> pl.Series:
     if addr is None:
         return _nulls(n, pl.String)
-    dom = addr.str.split("@").list.last()
-    has_at = addr.str.contains("@", literal=True).fill_null(False)
-    if not has_at.all():
-        dom = pl.select(pl.when(pl.lit(has_at)).then(pl.lit(dom))).to_series()
-    return _per_value(dom, lambda u: _ev(u, normalise_domain(pl.col("v"))))
+    at = addr.str.find("@", literal=True)
+    dom = addr.str.slice(at + 1)  # null where there is no `@`
+    several = addr.str.count_matches("@", literal=True) > 1
+    if several.any():  # a quoted local part may hold `@`: the domain follows the last one
+        idx = several.arg_true()
+        dom = dom.scatter(idx, addr.gather(idx).str.split("@").list.last())
+    return _per_value(dom, _normalise_domains)
 
 
 def _status_parts(u: pl.Series, key: str) -> pl.DataFrame:
-    """dsnStatus -> enhanced status, plus the `extra` fragment (its text, or the raw value if irregular)."""
+    """dsnStatus -> enhanced status, and the `extra` fragment: its text, or the raw value if irregular."""
     f = u.rename("v").to_frame().with_columns(
         enh=pl.col("v").str.extract(rf"^\s*({ENHANCED})"),
         text=pl.col("v").str.extract(rf"^\s*{ENHANCED} \((.*)\)$"),
@@ -847,8 +1163,9 @@ def _status_parts(u: pl.Series, key: str) -> pl.DataFrame:
     return pl.DataFrame({"enh": f["enh"], "frag": frag})
 
 
-def _mta_parts(u: pl.Series) -> pl.DataFrame:
-    """`host (ip)` -> mx host (lower-case, no trailing dot), mx ip, and whether that rebuilds the value."""
+def _mta_parts(u: pl.Series, key: str) -> pl.DataFrame:
+    """`host (ip)` -> mx host (lower-case, no trailing dot), mx ip, and the raw value's fragment unless
+    ``host (ip)`` rebuilds it exactly."""
     f = u.rename("v").to_frame().with_columns(p=pl.col("v").str.split_exact(" (", 1))
     f = f.with_columns(
         has_ip=pl.col("p").struct.field("field_1").str.ends_with(")").fill_null(False),
@@ -859,44 +1176,156 @@ def _mta_parts(u: pl.Series) -> pl.DataFrame:
         ),
     )
     f = f.with_columns(host=pl.col("host").str.strip_chars().str.to_lowercase().str.strip_chars_end("."))
-    f = f.with_columns(host=pl.when(pl.col("host") != "").then(pl.col("host")), ip=pl.when(pl.col("ip") != "").then(pl.col("ip")))
+    f = f.with_columns(
+        host=pl.when(pl.col("host") != "").then(pl.col("host")),
+        ip=pl.when(pl.col("ip") != "").then(pl.col("ip")),
+    )
     ok = pl.concat_str(pl.col("host"), pl.lit(" ("), pl.col("ip"), pl.lit(")")).eq_missing(pl.col("v")) | (
         pl.col("ip").is_null() & pl.col("host").eq_missing(pl.col("v"))
     )
-    return f.select("host", "ip", ok=ok)
+    f = f.with_columns(ok=ok)
+    frag = _ev(_frag(key, f["v"]), pl.when(~pl.lit(f["ok"])).then(pl.col("v")))
+    return pl.DataFrame({"host": f["host"], "ip": f["ip"], "frag": frag})
 
 
 def _diag_prefix_parts(u: pl.Series) -> pl.DataFrame:
     f = u.rename("v").to_frame().with_columns(
         code=pl.col("v").str.extract(r"^(?:[A-Za-z][A-Za-z0-9-]*;)?[ \t]*(\d{3})").cast(pl.Int16, strict=False),
         enh=pl.col("v").str.extract(rf"({ENHANCED})"),
-        plen=pl.col("v").str.len_chars(),
+        plen=pl.col("v").str.len_chars().cast(pl.Int64),
     )
     canon = pl.concat_str(pl.lit("smtp;"), pl.col("code").cast(pl.String), pl.lit(" "), pl.col("enh"), pl.lit(" "))
-    return f.with_columns(canon=canon.eq_missing(pl.col("v")))
+    return f.with_columns(canon=canon.eq_missing(pl.col("v"))).drop("v")
 
 
 def _diag(d: pl.Series) -> pl.DataFrame:
-    """dsnDiag -> smtp_code, the diag's own enhanced status, response, and whether `smtp;code enh resp`."""
-    n = len(d)
+    """dsnDiag -> smtp_code, the diag's own enhanced status, response, and `smtp;<code> <enh> ` shape."""
     prefix = d.str.extract(DIAG_FAST, 0)
     slow = prefix.is_null() & d.is_not_null()
     if slow.any():
         idx = slow.arg_true()
         prefix = prefix.scatter(idx, d.gather(idx).str.extract(DIAG_PREFIX, 0))
-    u = _distinct(prefix)
-    if u is None:
+    c = _coded(prefix)
+    if c is None:
         parts = _diag_prefix_parts(prefix)
     else:
-        p = _diag_prefix_parts(u)
-        parts = pl.DataFrame(
-            {k: prefix.replace_strict(u, p[k], default=None, return_dtype=p[k].dtype) for k in p.columns if k != "v"}
-        )
-    plen = parts["plen"].fill_null(0)
-    resp = d.str.slice(plen)
+        p = _diag_prefix_parts(c.u)
+        parts = pl.DataFrame([c.gather(p[k]) for k in p.columns])
+    resp = d.str.slice(parts["plen"].fill_null(0))
     resp = pl.select(pl.when(pl.lit(resp) != "").then(pl.lit(resp))).to_series()
-    del n
     return pl.DataFrame({"code": parts["code"], "enh": parts["enh"], "resp": resp, "canon": parts["canon"]})
+
+
+@dataclass
+class _Piece:
+    """One contribution to `extra`, in header order: per-distinct-value fragments + codes, or per-row."""
+
+    coded: _Coded | None = None
+    table: pl.Series | None = None  # fragment per distinct value (len(coded.u))
+    rows: pl.Series | None = None  # fragment per row
+
+
+def _extra(pieces: list[_Piece], n: int) -> pl.Series:
+    """Concatenate the fragments into one JSON object per row (keys in header order).
+
+    Adjacent coded pieces are merged into runs whose combined code still has few distinct values; a run's
+    fragment is then built once per combination and gathered, which keeps the per-row concatenation down
+    to a few columns.
+    """
+    pieces = [
+        p for p in pieces
+        if (p.coded is not None and p.table.null_count() < len(p.table)) or p.rows is not None
+    ]
+    runs: list[list[_Piece] | pl.Series] = []
+    run: list[_Piece] = []
+    key = np.zeros(n, dtype=np.int64)
+    stride = 1
+    limit = max(256, n // 16)
+    for p in pieces:
+        if p.coded is None:
+            if run:
+                runs.append(run)
+                run, key, stride = [], np.zeros(n, dtype=np.int64), 1
+            runs.append(p.rows)
+            continue
+        k = len(p.coded.u) + 1
+        if p.coded.constant:
+            run.append(p)
+            continue
+        code = p.coded.codes.fill_null(k - 1).to_numpy().astype(np.int64)
+        if run and stride * k < MAX_COMBO:
+            trial = key + code * stride
+            if pl.Series(trial).n_unique() <= limit:
+                run.append(p)
+                key, stride = trial, stride * k
+                continue
+        if run:
+            runs.append(run)
+        run, key, stride = [p], code, k
+    if run:
+        runs.append(run)
+    if not runs:
+        return pl.repeat("{}", n, eager=True, dtype=pl.String)
+
+    columns: list[pl.Series | str] = []
+    for r in runs:
+        if isinstance(r, pl.Series):
+            columns.append(r)
+        elif all(p.coded.constant for p in r):
+            columns.append("".join(p.table[0] or "" for p in r))
+        elif len(r) == 1:
+            columns.append(r[0].coded.gather(r[0].table))
+        else:
+            columns.append(_combine(r, n))
+    # the first fragment loses its leading comma when it is there on every row; otherwise strip "{," after
+    first = columns[0]
+    fixed = False
+    if isinstance(first, str):
+        columns[0], fixed = first[1:], True
+    elif first.null_count() == 0:
+        columns[0], fixed = first.str.strip_prefix(","), True
+    if all(isinstance(c, str) for c in columns):
+        return pl.repeat("{" + "".join(columns) + "}", n, eager=True, dtype=pl.String)
+    exprs: list[pl.Expr] = [pl.lit("{")]
+    frame: dict[str, pl.Series] = {}
+    for c in columns:
+        if isinstance(c, str):
+            if c:
+                exprs.append(pl.lit(c))
+        else:
+            name = f"p{len(frame)}"
+            frame[name] = c.rename(name)
+            exprs.append(pl.col(name))
+    exprs.append(pl.lit("}"))
+    out = pl.DataFrame(frame).select(pl.concat_str(exprs, ignore_nulls=True).alias("extra")).to_series()
+    return out if fixed else out.str.replace("{,", "{", literal=True, n=1)
+
+
+def _combine(run: list[_Piece], n: int) -> pl.Series:
+    """The concatenated fragments of several coded pieces, built once per distinct combination."""
+    key = np.zeros(n, dtype=np.int64)
+    strides = []
+    stride = 1
+    for p in run:
+        k = len(p.coded.u) + 1
+        if not p.coded.constant:
+            key += p.coded.codes.fill_null(k - 1).to_numpy().astype(np.int64) * stride
+        strides.append(stride)
+        stride *= k
+    ks = pl.Series(key)
+    combos_s = ks.unique()
+    inverse = ks.replace_strict(
+        combos_s, pl.int_range(len(combos_s), eager=True, dtype=pl.UInt32), return_dtype=pl.UInt32)
+    combos = combos_s.to_numpy()
+    parts = []
+    for p, st in zip(run, strides, strict=True):
+        k = len(p.coded.u) + 1
+        idx = pl.Series((combos // st) % k, dtype=pl.UInt32)
+        table = p.table.extend_constant(None, 1)  # the extra slot: a null value has no fragment
+        parts.append(table.gather(idx).rename(f"t{len(parts)}"))
+    merged = pl.DataFrame(parts).select(pl.concat_str(pl.all(), ignore_nulls=True)).to_series()
+    merged = _ev(merged, pl.when(pl.col("v") != "").then(pl.col("v")))
+    return merged.gather(inverse)
 
 
 def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
@@ -910,42 +1339,38 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
     def or_nulls(s: pl.Series | None, dtype: pl.DataType = pl.String) -> pl.Series:
         return s if s is not None else _nulls(n, dtype)
 
-    cols: dict[str, pl.Series] = {}
-    frags: dict[int, list[pl.Series | None]] = {}  # header position -> fragments, in that order
+    def key(name: str) -> str:
+        return h.keys[h.first[name.lower()]]
 
-    # type -> raw_type, event_type
+    cols: dict[str, pl.Series] = {}
+    pieces: dict[int, _Piece] = {}  # header position -> its `extra` contribution
+
+    # type -> raw_type, event_type (b + message-expired -> expired)
     t = col("type")
-    if t is None:
-        raw_type = _nulls(n, pl.String)
-        base_type = _nulls(n, pl.String)
-    else:
-        tv = _ev(t, pl.col("v").str.strip_chars())
-        raw_type = _ev(tv, pl.when(pl.col("v") != "").then(pl.col("v")))
-        base_type = _per_value(
-            raw_type,
-            lambda u: _ev(u, pl.col("v").str.to_lowercase().replace_strict(PMTA_RECORD_TYPES, default="other",
-                                                                          return_dtype=pl.String)),
-        )
-    lower_type = _per_value(raw_type, lambda u: _ev(u, pl.col("v").str.to_lowercase()))
+    raw_type, lower_type = _nulls(n, pl.String), _nulls(n, pl.String)
+    if t is not None:
+        tc = _coded(t)
+        clean = lambda u: _ev(u, pl.when(pl.col("v").str.strip_chars() != "").then(pl.col("v").str.strip_chars()))  # noqa: E731
+        raw_type = _per_value(t, clean, tc)
+        lower_type = _per_value(t, lambda u: _ev(clean(u), pl.col("v").str.to_lowercase()), tc)
+    event_type = lower_type.replace_strict(PMTA_RECORD_TYPES, default="other", return_dtype=pl.String)
     is_r = (lower_type == "r").fill_null(False)
     any_r = bool(is_r.any())
-    event_type = base_type
     bc = col("bounceCat")
     if bc is not None:
         expired_cat = _per_value(bc, lambda u: _ev(u, pl.col("v").str.strip_chars().str.to_lowercase() == "message-expired"))
         expired = (lower_type == "b").fill_null(False) & expired_cat.fill_null(False)
         if expired.any():
-            event_type = pl.select(pl.when(pl.lit(expired)).then(pl.lit("expired")).otherwise(pl.lit(base_type))).to_series()
+            event_type = pl.select(pl.when(pl.lit(expired)).then(pl.lit("expired")).otherwise(pl.lit(event_type))).to_series()
     cols["event_type"] = event_type
     cols["raw_type"] = raw_type
 
-    tl = col("timeLogged")
-    cols["event_time"] = _times(tl, n)
+    cols["event_time"] = _times(col("timeLogged"), n)
     tq = col("timeQueued")
     cols["queued_time"] = _times(tq, n)
     if tq is not None:
-        frags[h.first["timequeued"]] = [_masked_frag(h.keys[h.first["timequeued"]], tq,
-                                                     cols["queued_time"].is_null() & tq.is_not_null())]
+        pieces[h.first["timequeued"]] = _Piece(
+            rows=_masked_frag(key("timeQueued"), tq, cols["queued_time"].is_null() & tq.is_not_null()))
 
     cols["sender"] = or_nulls(col("orig"))
     cols["sender_domain"] = _domains(col("orig"), n)
@@ -958,7 +1383,7 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
             pl.when(pl.lit(is_r)).then(pl.coalesce(pl.lit(or_nulls(pool)), pl.lit(vmta))).otherwise(pl.lit(or_nulls(pool)))
         ).to_series()
         cols["source"] = pl.select(pl.when(~pl.lit(is_r)).then(pl.lit(vmta))).to_series()
-        frags[h.first["vmta"]] = [_masked_frag(h.keys[h.first["vmta"]], vmta, is_r)]
+        pieces[h.first["vmta"]] = _Piece(rows=_masked_frag(key("vmta"), vmta, is_r))
     else:
         cols["pool"] = or_nulls(pool)
         cols["source"] = or_nulls(vmta)
@@ -968,53 +1393,54 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
     mta = col("dsnMta")
     mx_ip_dsn = None
     if mta is not None:
-        u = _distinct(mta)
-        if u is None:
-            mp = _mta_parts(mta)
-            mta_frag = _masked_frag(h.keys[h.first["dsnmta"]], mta, ~mp["ok"])
+        mc = _coded(mta)
+        if mc is None:
+            mp = _mta_parts(mta, key("dsnMta"))
+            pieces[h.first["dsnmta"]] = _Piece(rows=mp["frag"])
+            cols["mx_host"], mx_ip_dsn = mp["host"], mp["ip"]
         else:
-            p = _mta_parts(u)
-            mp = pl.DataFrame({k: mta.replace_strict(u, p[k], default=None, return_dtype=p[k].dtype) for k in p.columns})
-            ufrag = _ev(_frag(h.keys[h.first["dsnmta"]], u), pl.when(~pl.lit(p["ok"])).then(pl.col("v")))
-            mta_frag = mta.replace_strict(u, ufrag, default=None, return_dtype=pl.String)
-        frags[h.first["dsnmta"]] = [mta_frag]
-        cols["mx_host"] = mp["host"]
-        mx_ip_dsn = mp["ip"]
+            mp = _mta_parts(mc.u, key("dsnMta"))
+            pieces[h.first["dsnmta"]] = _Piece(coded=mc, table=mp["frag"])
+            cols["mx_host"], mx_ip_dsn = mc.gather(mp["host"]), mc.gather(mp["ip"])
     else:
         cols["mx_host"] = _nulls(n, pl.String)
     dest = col("dlvDestinationIp")
     if mx_ip_dsn is not None and dest is not None:
-        mx_ip = pl.select(pl.coalesce(pl.lit(mx_ip_dsn), pl.lit(dest))).to_series()
+        mx_ip = mx_ip_dsn if mx_ip_dsn.null_count() == 0 else pl.select(
+            pl.coalesce(pl.lit(mx_ip_dsn), pl.lit(dest))).to_series()
     else:
         mx_ip = mx_ip_dsn if mx_ip_dsn is not None else or_nulls(dest)
     cols["mx_ip"] = mx_ip
     if dest is not None:
-        frags[h.first["dlvdestinationip"]] = [
-            _masked_frag(h.keys[h.first["dlvdestinationip"]], dest, dest.is_not_null() & ~dest.eq_missing(mx_ip))
-        ]
+        pieces[h.first["dlvdestinationip"]] = _Piece(
+            rows=_masked_frag(key("dlvDestinationIp"), dest, dest.is_not_null() & ~dest.eq_missing(mx_ip)))
 
     # dsnStatus / dsnDiag -> enhanced_status, smtp_code, response
     st = col("dsnStatus")
     st_enh = None
     if st is not None:
-        key = h.keys[h.first["dsnstatus"]]
-        u = _distinct(st)
-        if u is None:
-            sp = _status_parts(st, key)
-            frags[h.first["dsnstatus"]] = [sp["frag"]]
+        sc = _coded(st)
+        if sc is None:
+            sp = _status_parts(st, key("dsnStatus"))
+            pieces[h.first["dsnstatus"]] = _Piece(rows=sp["frag"])
             st_enh = sp["enh"]
         else:
-            sp = _status_parts(u, key)
-            st_enh = st.replace_strict(u, sp["enh"], default=None, return_dtype=pl.String)
-            frags[h.first["dsnstatus"]] = [st.replace_strict(u, sp["frag"], default=None, return_dtype=pl.String)]
+            sp = _status_parts(sc.u, key("dsnStatus"))
+            pieces[h.first["dsnstatus"]] = _Piece(coded=sc, table=sp["frag"])
+            st_enh = sc.gather(sp["enh"])
     d = col("dsnDiag")
     if d is not None:
         dp = _diag(d)
-        enh = dp["enh"] if st_enh is None else pl.select(pl.coalesce(pl.lit(st_enh), pl.lit(dp["enh"]))).to_series()
+        if st_enh is None:
+            enh = dp["enh"]
+        elif st_enh.null_count() == 0:
+            enh = st_enh
+        else:
+            enh = pl.select(pl.coalesce(pl.lit(st_enh), pl.lit(dp["enh"]))).to_series()
         cols["smtp_code"] = dp["code"]
         cols["response"] = dp["resp"]
         rebuilt = dp["canon"].fill_null(False) & dp["enh"].eq_missing(enh) & dp["resp"].is_not_null()
-        frags[h.first["dsndiag"]] = [_masked_frag(h.keys[h.first["dsndiag"]], d, d.is_not_null() & ~rebuilt)]
+        pieces[h.first["dsndiag"]] = _Piece(rows=_masked_frag(key("dsnDiag"), d, d.is_not_null() & ~rebuilt))
     else:
         enh = or_nulls(st_enh)
         cols["smtp_code"] = _nulls(n, pl.Int16)
@@ -1035,47 +1461,27 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
         if bad.any():
             idx = bad.arg_true()
             sz = sz.scatter(idx, size.gather(idx).str.strip_chars().str.to_integer(strict=False))
-            frags[h.first["dlvsize"]] = [_masked_frag(h.keys[h.first["dlvsize"]], size, sz.is_null() & size.is_not_null())]
+            pieces[h.first["dlvsize"]] = _Piece(
+                rows=_masked_frag(key("dlvSize"), size, sz.is_null() & size.is_not_null()))
         cols["size_bytes"] = sz.cast(pl.Int64)
+    else:
+        cols["size_bytes"] = _nulls(n, pl.Int64)
     cols["tls_protocol"] = or_nulls(col("dlvTlsProtocol"))
     cols["tls_cipher"] = or_nulls(col("dlvTlsCipher"))
 
     # every other column goes to `extra` verbatim (a repeated header name's later columns included)
-    const_parts: dict[int, str] = {}
-    for pos, (name, key) in enumerate(zip(h.names, h.keys, strict=True)):
+    for pos, (name, k) in enumerate(zip(h.names, h.keys, strict=True)):
         low = name.lower()
         if h.first.get(low) == pos and low in MAPPED:
             continue
         v = df[f"c{pos}"]
-        nn = n - v.null_count()
-        if nn == 0:
+        if v.null_count() == n:
             continue
-        u = _distinct(v)
-        if u is not None and len(u) == 1 and nn == n and u[0] != "":
-            const_parts[pos] = _frag(key, u)[0]
-        elif u is None:
-            frags[pos] = [_frag(key, v)]
-        else:
-            frags[pos] = [v.replace_strict(u, _frag(key, u), default=None, return_dtype=pl.String)]
+        c = _coded(v)
+        pieces[pos] = _Piece(rows=_frag(k, v)) if c is None else _Piece(coded=c, table=_frag(k, c.u))
 
-    pieces: list[pl.Expr] = [pl.lit("{")]
-    series: dict[str, pl.Series] = {}
-    for pos in sorted(set(frags) | set(const_parts)):
-        if pos in const_parts:
-            pieces.append(pl.lit(const_parts[pos]))
-            continue
-        for k, f in enumerate(frags[pos]):
-            if f is not None:
-                name = f"f{pos}_{k}"
-                series[name] = f.rename(name)
-                pieces.append(pl.col(name))
-    pieces.append(pl.lit("}"))
-    extra_frame = pl.DataFrame(list(series.values())) if series else pl.DataFrame({"_": _nulls(n, pl.String)})
-    extra = extra_frame.select(
-        pl.concat_str(pieces, ignore_nulls=True).str.replace("{,", "{", literal=True, n=1)
-    ).to_series() if len(pieces) > 2 else pl.repeat("{}", n, eager=True)
-    cols["extra"] = extra
-
+    ordered = [pieces[p] for p in sorted(pieces) if pieces[p].coded is not None or pieces[p].rows is not None]
+    cols["extra"] = _extra(ordered, n)
     out = pl.DataFrame(cols)
     return out.with_columns(df["_idx"], df["_text"])
 
@@ -1083,17 +1489,47 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
 # --------------------------------------------------------------------------------------------- entry points
 
 
+class _QuarantineFile:
+    """Quarantine rows streamed to one Parquet file in slices, so a file of garbage needs no memory."""
+
+    FLUSH_ROWS = 50_000
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pending: list[pl.DataFrame] = []
+        self.rows = 0
+        self.writer: pq.ParquetWriter | None = None
+
+    def add(self, frame: pl.DataFrame) -> None:
+        self.pending.append(frame)
+        self.rows += len(frame)
+        if self.rows >= self.FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        table = (pl.concat(self.pending) if self.pending else pl.DataFrame(schema=QUARANTINE_SCHEMA)).to_arrow()
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression=PARQUET_COMPRESSION)
+        if len(table) or not self.pending:
+            self.writer.write_table(table)
+        self.pending, self.rows = [], 0
+
+    def close(self) -> None:
+        if self.pending or self.writer is None:
+            self.flush()
+        self.writer.close()
+
+
 def parse_pmta_file(
     path: Path, *, rel_path: str, node: str | None, chunk_bytes: int = CHUNK_BYTES
 ) -> PmtaParseResult:
-    """Parse one accounting file into memory (canonical events, quarantine, stats)."""
-    reader = _Reader(Path(path), rel_path=rel_path, node=node, chunk_bytes=chunk_bytes)
+    """Parse one accounting file into memory: canonical events, quarantine rows, stats."""
+    quarantine: list[pl.DataFrame] = []
+    reader = _Reader(Path(path), rel_path=rel_path, node=node, chunk_bytes=chunk_bytes, on_quarantine=quarantine.append)
     frames = list(reader.batches())
     events = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=EVENT_SCHEMA)
-    quarantine = (
-        pl.concat(reader.quarantine, how="vertical") if reader.quarantine else pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    )
-    return PmtaParseResult(events=events, quarantine=quarantine, stats=reader.stats)
+    q = pl.concat(quarantine, how="vertical") if quarantine else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    return PmtaParseResult(events=events, quarantine=q, stats=reader.stats)
 
 
 def ingest_pmta_file(
@@ -1105,22 +1541,22 @@ def ingest_pmta_file(
     quarantine_out: Path,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> PmtaFileStats:
-    """Stream one accounting file to ``events_out`` (canonical Parquet) and ``quarantine_out`` (always written).
-
-    Memory stays bounded by a few batches whatever the file size; both files are written atomically.
+    """Stream one accounting file to ``events_out`` (canonical Parquet) and ``quarantine_out`` (always
+    written, possibly empty). Memory stays bounded by a few batches whatever the file size; both files
+    are written atomically (a failure leaves neither changed).
     """
-    reader = _Reader(Path(path), rel_path=rel_path, node=node, chunk_bytes=chunk_bytes)
+    with atomic_path(quarantine_out) as qtmp:
+        qfile = _QuarantineFile(qtmp)
+        reader = _Reader(Path(path), rel_path=rel_path, node=node, chunk_bytes=chunk_bytes, on_quarantine=qfile.add)
 
-    def source(with_columns, predicate, n_rows, batch_size) -> Iterator[pl.DataFrame]:
-        for frame in reader.batches():
-            if with_columns is not None:
-                frame = frame.select(with_columns)
-            yield frame
+        def source(with_columns, predicate, n_rows, batch_size) -> Iterator[pl.DataFrame]:
+            for frame in reader.batches():
+                yield frame if with_columns is None else frame.select(with_columns)
 
-    write_parquet(register_io_source(source, schema=EVENT_SCHEMA), events_out)
-    quarantine = (
-        pl.concat(reader.quarantine, how="vertical") if reader.quarantine else pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    )
-    with atomic_path(quarantine_out) as tmp:
-        pq.write_table(quarantine.to_arrow(), tmp, compression=PARQUET_COMPRESSION)
+        with atomic_path(events_out) as tmp:
+            # zstd level 1: about a fifth less CPU than the default level for 4 % more bytes
+            register_io_source(source, schema=EVENT_SCHEMA).sink_parquet(
+                tmp, compression=PARQUET_COMPRESSION, compression_level=1, statistics=True
+            )
+            qfile.close()
     return reader.stats

@@ -31,11 +31,12 @@ def _normalise(stats: dict[str, Any]) -> dict[str, Any]:
         "quarantined": stats.get("quarantined", 0),
         "duplicates": stats.get("duplicates", 0),
         "other_lines": stats.get("other_lines", 0),
+        "fanout": stats.get("fanout", 0),
         "extra": {
             k: v
             for k, v in stats.items()
             if isinstance(v, int | float | str | bool)
-            and k not in {"lines_read", "rows", "quarantined", "duplicates", "other_lines"}
+            and k not in {"lines_read", "rows", "quarantined", "duplicates", "other_lines", "fanout"}
         },
     }
 
@@ -89,6 +90,7 @@ def reconcile_file_stats(*, lake: Lake, manifest: pl.DataFrame) -> pl.DataFrame:
     bad: list[dict[str, Any]] = []
     for r in manifest.iter_rows(named=True):
         parts = (r["rows"] or 0) + (r["quarantined"] or 0) + (r["duplicates"] or 0) + (r["other_lines"] or 0)
+        parts -= r["fanout"] or 0
         raw_rows = (
             pl.scan_parquet(lake.root / r["raw_path"]).select(pl.len()).collect().item()
             if r["raw_path"]
@@ -98,7 +100,7 @@ def reconcile_file_stats(*, lake: Lake, manifest: pl.DataFrame) -> pl.DataFrame:
         q_rows = pl.scan_parquet(qp).select(pl.len()).collect().item() if qp and qp.exists() else 0
         problems = []
         if r["lines_read"] != parts:
-            problems.append(f"lines_read {r['lines_read']} != parts {parts}")
+            problems.append(f"lines_read {r['lines_read']} != rows + quarantined + duplicates + other - fanout = {parts}")
         if raw_rows != (r["rows"] or 0):
             problems.append(f"raw file has {raw_rows} rows, manifest says {r['rows']}")
         if q_rows != (r["quarantined"] or 0):

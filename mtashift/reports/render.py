@@ -85,6 +85,14 @@ def render_section(con: duckdb.DuckDBPyConnection, section: Section, views: set[
         out.available = False
         out.note = f"Query failed: {exc}"
         return out
+    # DuckDB sums integers to DECIMAL(38,0): show (and chart) them as plain numbers.
+    df = df.with_columns(
+        [
+            pl.col(c).cast(pl.Int64 if (t.scale or 0) == 0 else pl.Float64)  # type: ignore[attr-defined]
+            for c, t in df.schema.items()
+            if isinstance(t, pl.Decimal)
+        ]
+    )
     out.total_rows = df.height
     out.columns = df.columns
     out.rows = [

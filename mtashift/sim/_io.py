@@ -17,7 +17,7 @@ from mtashift.sim.model import mix64
 
 READ_ONLY = 0o444
 WRITABLE = 0o644
-ZSTD_LEVEL = 3  # KumoMTA's default (compression_level 0 = zstd default)
+ZSTD_LEVEL = 1  # the estate's kumod runs configure_local_logs{compression_level = 1}
 
 
 def string_bytes(lines: pl.Series) -> list[memoryview]:
@@ -54,7 +54,9 @@ def string_bytes(lines: pl.Series) -> list[memoryview]:
 
 def _fallback(lines: pl.Series) -> memoryview:
     bio = io.BytesIO()
-    pl.DataFrame({"l": lines.fill_null("")}).write_csv(bio, include_header=False, quote_style="never", line_terminator="")
+    pl.DataFrame({"l": lines.fill_null("")}).write_csv(
+        bio, include_header=False, quote_style="never", line_terminator=""
+    )
     return memoryview(bio.getvalue())
 
 

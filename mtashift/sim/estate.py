@@ -142,7 +142,7 @@ POOLS: tuple[Pool, ...] = (
         "bounces@bounce.acme-offers.example",
         PMTA2,
         KUMO2,
-        11 / 14,
+        5 / 14,
         "smtp",
         "ESMTP",
     ),
@@ -154,7 +154,7 @@ POOLS: tuple[Pool, ...] = (
         "bounces@bounce.acme-news.example",
         PMTA1,
         KUMO3,
-        5 / 14,
+        11 / 14,
         "smtp",
         "ESMTP",
     ),
@@ -1080,10 +1080,13 @@ FBL_REPORTER: dict[str, tuple[str, str, str]] = {
 # Retry schedules (minutes between attempts; the last value repeats) and lifetimes (seconds).
 PMTA_RETRY = (10, 20, 40, 60, 120, 240)
 PMTA_RETRY_YAHOO = (15, 30, 60, 120, 240)
+PMTA_RETRY_TRANS = (5, 10, 20, 60)
 KUMO_RETRY = (20, 40, 80, 160, 240)
+KUMO_RETRY_TRANS = (5, 10, 20, 40, 60)
 PMTA_BOUNCE_AFTER = 2 * 86400
 PMTA_BOUNCE_AFTER_YAHOO = 36 * 3600
 KUMO_MAX_AGE = 2 * 86400
+TRANS_LIFETIME = 6 * 3600  # password resets and receipts are worthless after a few hours
 
 SEED_PROVIDERS = ("google", "yahoo", "microsoft", "apple", "gmx", "orange")
 SEEDS_PER_PROVIDER = 3

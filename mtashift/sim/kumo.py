@@ -11,13 +11,15 @@
   whole-file array; at-least-once delivery repeats some records (within and across files).
 
 Records follow the struct order of ``JsonLogRecord`` (formats.md B.1); keys that KumoMTA omits
-when empty (tls_*, provider_name, session_id) are omitted. Bulk records are built with polars
-string expressions; the rare ones (Feedback, OOB, Rejection, multi-recipient batches) with orjson.
+when empty (tls_*, provider_name, session_id) are omitted. Bulk records are built from line
+templates (:mod:`mtashift.sim._template`); the rare ones (Feedback, OOB, Rejection) and the
+recipient arrays of multi-recipient batches with orjson.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +31,12 @@ import zstandard
 from mtashift.sim import _io
 from mtashift.sim import estate as E
 from mtashift.sim import model as M
-from mtashift.sim.pmta import MX_WIDTH, Lookups, msg_id_series, mx_tables, spool_id_series
+from mtashift.sim._template import Low, Template, TimeTable, Var, chars_to_series, hex_words, uuid_series
+from mtashift.sim.pmta import MX_WIDTH, N_MX, lookups
 
 SEGMENT_HOURS = 3
 SEGMENT_RECORDS = 200_000
+CHUNK_RECORDS = 400_000
 WEBHOOK_HOURS = 2
 UNKNOWN_TYPE = "SuspendNotice"  # a record type this pipeline has never seen (-> other)
 
@@ -56,7 +60,7 @@ PYTHON_KINDS = (M.RBOUNCE, M.COMPLAINT, M.REJECTED)
 ATTEMPT_KINDS = (M.DELIVERED, M.DEFERRED, M.BOUNCED)
 TLS_CIPHER = "TLS_AES_256_GCM_SHA384"
 TLS_VERSION = "TLSv1.3"
-RECEPTION_RESPONSE = '{"code":250,"enhanced_code":null,"content":"","command":null}'
+NA_CAP = 63
 
 
 @dataclass
@@ -86,170 +90,274 @@ def _json(s: str) -> str:
     return orjson.dumps(s).decode("utf-8")
 
 
-def response_tables() -> tuple[pl.Series, pl.Series]:
-    """Per reply: JSON of ``response`` up to the content value, and after it."""
-    pre, post = [], []
-    for r in E.REPLIES:
+def _esc(s: str) -> str:
+    """JSON string-content escaping of a fragment (no surrounding quotes)."""
+    return _json(s)[1:-1]
+
+
+def split_text(reply: E.Reply) -> tuple[str, str, int]:
+    """A reply's content text split around its high-cardinality placeholder (0 none, 1 qid, 2 rcpt)."""
+    for var, ph in ((1, "{qid}"), (2, "{rcpt}")):
+        if ph in reply.text:
+            head, tail = reply.text.split(ph, 1)
+            return head, tail, var
+    return reply.text, "", 0
+
+
+TEXT_SPLIT = [split_text(r) for r in E.REPLIES]
+TEXT_VAR = np.array([0] + [v for _h, _t, v in TEXT_SPLIT], dtype=np.int8)  # indexed by reply + 1
+
+
+def _fill(text: str, vmta: int, dom: int) -> str:
+    v = E.VMTAS[vmta]
+    return (
+        text.replace("{ip}", v.ip)
+        .replace("{domain}", E.DOMAINS[dom].name)
+        .replace("{sdomain}", E.POOLS[v.pool].sending_domain)
+    )
+
+
+def build_template(model: M.Model, node: int) -> Template:
+    spec = E.NODES[node]
+    nodeid = model.nodeids[node]
+    jobs = model.jobs
+    rfc = spec.rfc3339_times
+
+    def dom(k):
+        return E.DOMAINS[k["mx"] // MX_WIDTH]
+
+    def mx(k):
+        d = dom(k)
+        return d.mx[(k["mx"] % MX_WIDTH) % len(d.mx)] if d.mx else None
+
+    def attempt(k):
+        return k["kind"] in ATTEMPT_KINDS and mx(k) is not None
+
+    def vm(k):
+        return E.VMTAS[k["vmta"]]
+
+    def reply(k):
+        return E.REPLIES[k["reply"] - 1] if k["reply"] > 0 else None
+
+    def is_rec(k):
+        return k["kind"] == M.RECEIVED
+
+    def run_a(k):
+        return '{"type":' + _json(KIND_TYPE.get(k["kind"], UNKNOWN_TYPE)) + ',"id":"'
+
+    def run_b(k):
+        return '","sender":' + _json(E.POOLS[vm(k).pool].sender) + ',"recipient":"'
+
+    def run_c(k):
+        job, tenant = jobs[k["job"]]
+        site = f"{vm(k).egress_source}->{dom(k).site}@smtp" if attempt(k) else ""
+        return f'","queue":{_json(f"{job}:{tenant}@{dom(k).name}")},"site":{_json(site)},"size":'
+
+    def run_d(k):
+        if is_rec(k) or reply(k) is None:
+            return ',"response":{"code":250,"enhanced_code":null,"content":"'
+        r = reply(k)
         enh = "null" if r.enhanced is None else '{{"class":{},"subject":{},"detail":{}}}'.format(*r.enhanced)
-        cmd = "null" if r.command is None else _json(r.command)
-        pre.append(f'{{"code":{r.code or 250},"enhanced_code":{enh},"content":')
-        post.append(f',"command":{cmd}}}')
-    return pl.Series(pre), pl.Series(post)
+        head = _fill(TEXT_SPLIT[k["reply"] - 1][0], k["vmta"], k["mx"] // MX_WIDTH)
+        return f',"response":{{"code":{r.code or 250},"enhanced_code":{enh},"content":"{_esc(head)}'
+
+    def run_e(k):
+        if reply(k) is None:
+            return '","command":null},"peer_address":null'
+        if is_rec(k):
+            text = '","command":null}'
+            peer = '{{"name":{},"addr":{}}}'.format(*(_json(x) for x in E.INJECTORS[k["inj"]]))
+        else:
+            r = reply(k)
+            tail = _fill(TEXT_SPLIT[k["reply"] - 1][1], k["vmta"], k["mx"] // MX_WIDTH)
+            text = f'{_esc(tail)}","command":{"null" if r.command is None else _json(r.command)}}}'
+            peer = (
+                '{{"name":{},"addr":{}}}'.format(_json(mx(k)[0] + "."), _json(mx(k)[1]))
+                if attempt(k)
+                else "null"
+            )
+        return text + ',"peer_address":' + peer
+
+    def run_g(k):
+        r = reply(k)
+        cls = "Uncategorized" if is_rec(k) or r is None else r.kumo_cat
+        pool = E.POOLS[vm(k).pool]
+        egress = ("null", "null") if is_rec(k) else (_json(pool.egress_pool), _json(vm(k).egress_source))
+        src = '{"address":"' + vm(k).ip + ":" if attempt(k) else "null"
+        return (
+            ('Z"' if rfc else "") + f',"num_attempts":{k["na"]},"bounce_classification":{_json(cls)},'
+            f'"egress_pool":{egress[0]},"egress_source":{egress[1]},"source_address":{src}'
+        )
+
+    def run_h(k):
+        return (
+            ('"}' if attempt(k) else "")
+            + ',"feedback_report":null,"meta":{"job_id":'
+            + _json(jobs[k["job"]][0])
+            + '},"headers":{"Message-ID":"<'
+        )
+
+    def run_i(k):
+        pool = E.POOLS[vm(k).pool]
+        out = f'@mail.{pool.sending_domain}>"}},"delivery_protocol":{chr(34) + "ESMTP" + chr(34) if attempt(k) else "null"}'
+        out += f',"reception_protocol":{_json(pool.reception_protocol)},"nodeid":"{nodeid}"'
+        if (attempt(k) and dom(k).tls) or (is_rec(k) and rfc):
+            out += f',"tls_cipher":"{TLS_CIPHER}","tls_protocol_version":"{TLS_VERSION}"'
+        if attempt(k) and dom(k).provider in E.KUMO_PROVIDER_NAME:
+            out += f',"provider_name":{_json(E.KUMO_PROVIDER_NAME[dom(k).provider])}'
+        if attempt(k) or is_rec(k):
+            out += ',"session_id":"'
+        return out
+
+    def run_j(k):
+        return ('"' if (attempt(k) or is_rec(k)) else "") + "}\n"
+
+    items = [
+        Low(run_a, ("kind",)), Var("id"),
+        Low(run_b, ("vmta",)), Var("rcpt"),
+        Low(run_c, ("job", "mx", "vmta", "kind")), Var("size"),
+        Low(run_d, ("kind", "reply", "vmta", "mx")), Var("cv"),
+        Low(run_e, ("kind", "reply", "vmta", "mx", "inj")), Var("ts"),
+    ]  # fmt: skip
+    if rfc:
+        items += [Var("tns"), 'Z"', Var("cr"), Var("cns")]
+    else:
+        items += [Var("cr")]
+    items += [
+        Low(run_g, ("kind", "na", "reply", "vmta", "mx")), Var("port"),
+        Low(run_h, ("kind", "mx", "job")), Var("mid"),
+        Low(run_i, ("kind", "mx", "vmta")), Var("sess"),
+        Low(run_j, ("kind", "mx")),
+    ]  # fmt: skip
+    sizes = {
+        "kind": 15,
+        "vmta": len(E.VMTAS),
+        "mx": len(E.DOMAINS) * MX_WIDTH,
+        "reply": len(E.REPLIES) + 1,
+        "inj": len(E.INJECTORS),
+        "job": max(1, len(jobs)),
+        "na": NA_CAP + 1,
+    }
+    return Template(items, sizes)
 
 
-def _uuid(words: pl.Series) -> pl.Expr:
-    s = pl.col(words.name)
-    return pl.concat_str([s.str.slice(0, 8), pl.lit("-"), s.str.slice(8, 4), pl.lit("-4"), s.str.slice(13, 3), pl.lit("-a"),
-                          s.str.slice(17, 3), pl.lit("-"), s.str.slice(20, 12)])
-
-
-def _rfc3339(col: pl.Expr) -> pl.Expr:
-    return pl.from_epoch(col, time_unit="ns").dt.strftime("%Y-%m-%dT%H:%M:%S.%9fZ")
+def nanos(values: np.ndarray) -> pl.Series:
+    """Nine-digit zero-padded strings of 0 <= v < 10**9."""
+    return pl.Series(np.asarray(values, dtype=np.int64) + M.NS).cast(pl.String).str.slice(1)
 
 
 class Renderer:
     def __init__(self, model: M.Model, seed: int) -> None:
         self.model = model
         self.seed = seed
-        self.lk = Lookups(model)
-        self.mx_host, self.mx_ip, self.n_mx = mx_tables()
-        self.resp_pre, self.resp_post = response_tables()
-        self.content = pl.Series([_json(r.text) for r in E.REPLIES])
-        self.kcat = pl.Series([r.kumo_cat for r in E.REPLIES])
+        self.lk = lookups(model, seed)
+        t0 = int(model.t_start // M.NS) - 1
+        t1 = int(model.t_end // M.NS) + 1
+        nodes = {n for n in (E.KUMO1, E.KUMO2, E.KUMO3) if (model.ev["node"] == n).any()}
+        rfc = any(E.NODES[n].rfc3339_times for n in nodes)
+        old = any(not E.NODES[n].rfc3339_times for n in nodes)
+        if rfc:
+            self.ts_rfc = TimeTable(t0, t1, ',"timestamp":%s,"event_time":"%Y-%m-%dT%H:%M:%S.')
+            self.cr_rfc = TimeTable(t0, t1, ',"created":%s,"created_time":"%Y-%m-%dT%H:%M:%S.')
+        if old:
+            self.ts_old = TimeTable(t0, t1, ',"timestamp":%s')
+            self.cr_old = TimeTable(t0, t1, ',"created":%s')
+        self.templates = {n: build_template(model, n) for n in (E.KUMO1, E.KUMO2, E.KUMO3)}
+        self.complaints: dict[int, dict] = {}
 
-    # ------------------------------------------------------------------ bulk records
-    def bulk_lines(self, sel: np.ndarray, node: int) -> pl.Series:
-        """One JSON line (with trailing newline) per selected event; rare kinds get null (filled later)."""
-        model, m, ev = self.model, self.model.m, self.model.ev
+    def lines(self, sel: np.ndarray, node: int) -> pl.Series:
+        """One JSON line (with newline) per selected event; rare kinds are rendered in Python."""
+        m, ev = self.model.m, self.model.ev
         spec = E.NODES[node]
+        n = len(sel)
         kind = ev["kind"][sel]
         msg = ev["msg"][sel]
         mi = np.where(msg >= 0, msg, 0)
-        rcpt = np.where(ev["rcpt"][sel] >= 0, ev["rcpt"][sel], 0)
-        vm = ev["vmta"][sel].astype(np.int64)
-        pool = np.array([v.pool for v in E.VMTAS], dtype=np.int64)[vm]
         dom = ev["dom"][sel].astype(np.int64)
-        reply = np.where(ev["reply"][sel] >= 0, ev["reply"][sel], 0).astype(np.int64)
         eid = sel.astype(np.int64)
         h = M.mix64(eid.astype(np.uint64), self.seed + 3)
-        mx_i = dom * MX_WIDTH + (h % self.n_mx[dom].astype(np.uint64)).astype(np.int64)
-        prov = np.array([E.P[d.provider] for d in E.DOMAINS], dtype=np.int64)[dom]
+        mx = dom * MX_WIDTH + (h % N_MX[dom].astype(np.uint64)).astype(np.int64)
         nx = np.array([d.kind == "nxdomain" for d in E.DOMAINS])[dom]
-        tls_ok = np.array([d.tls for d in E.DOMAINS])[dom]
         attempt = ev["attempt"][sel].astype(np.int64)
-        is_attempt = np.isin(kind, ATTEMPT_KINDS) & ~nx
+        is_att = np.isin(kind, ATTEMPT_KINDS) & ~nx
+        is_rec = kind == M.RECEIVED
+        na = np.where(kind == M.DEFERRED, attempt + 1, np.where(is_rec, 0, attempt)).clip(0, NA_CAP)
+        reply1 = ev["reply"][sel].astype(np.int64) + 1
+        keys = {
+            "kind": kind,
+            "vmta": ev["vmta"][sel],
+            "mx": mx,
+            "reply": reply1,
+            "inj": m["injector"][mi],
+            "job": m["job"][mi],
+            "na": na,
+        }
         lead = m["lead"][mi]
-        # an outbound SMTP session lasts about two minutes per (node, source, domain)
-        sess_key = (np.int64(node) << 56) ^ (vm << 48) ^ (dom << 32) ^ (ev["t"][sel] // (120 * M.NS))
-        in_key = (np.int64(node) << 56) ^ (m["injector"][mi].astype(np.int64) << 48) ^ (ev["t"][sel] // (30 * M.NS)) ^ (1 << 47)
-        sess = _io.hex_strings(np.where(kind == M.RECEIVED, in_key, sess_key).astype(np.uint64), self.seed + 17, words=2)
-        num_attempts = np.where(kind == M.DEFERRED, attempt + 1, np.where(kind == M.RECEIVED, 0, attempt))
-        size = np.where(((kind == M.DEFERRED) & (attempt >= 2)) | (kind == M.QDEFER), 0, m["size"][mi])
-        jobs = pl.Series([j for j, _t in model.jobs])
-        tenants = pl.Series([t for _j, t in model.jobs])
-        df = pl.DataFrame(
-            {
-                "kind": kind,
-                "type": pl.Series([KIND_TYPE.get(k, UNKNOWN_TYPE) for k in range(15)]).gather(kind.astype(np.int64)),
-                "id": spool_id_series(lead, self.seed),
-                "sender": pl.Series([p.sender for p in E.POOLS]).gather(pool),
-                "rcpt": self.lk.addr.gather(rcpt),
-                "domain": pl.Series([d.name for d in E.DOMAINS]).gather(dom),
-                "job": jobs.gather(m["job"][mi]),
-                "tenant": tenants.gather(m["job"][mi]),
-                "site_name": pl.Series([d.site for d in E.DOMAINS]).gather(dom),
-                "src": pl.Series([v.egress_source for v in E.VMTAS]).gather(vm),
-                "epool": pl.Series([p.egress_pool for p in E.POOLS]).gather(pool),
-                "size": size,
-                "rpre": self.resp_pre.gather(reply),
-                "rcontent": self.content.gather(reply),
-                "rpost": self.resp_post.gather(reply),
-                "mxh": self.mx_host.gather(mx_i),
-                "mxip": self.mx_ip.gather(mx_i),
-                "inj": pl.Series([n for n, _ip in E.INJECTORS]).gather(m["injector"][mi]),
-                "injip": pl.Series([ip for _n, ip in E.INJECTORS]).gather(m["injector"][mi]),
-                "ts": ev["t"][sel] // M.NS,
-                "t": ev["t"][sel],
-                "cs": m["t0"][mi] // M.NS,
-                "c": m["t0"][mi],
-                "na": num_attempts,
-                "bc": self.kcat.gather(reply),
-                "ip": pl.Series([v.ip for v in E.VMTAS]).gather(vm),
-                "port": (1024 + (h >> np.uint64(20)) % np.uint64(60000)).astype(np.int64),
-                "mid": msg_id_series(lead, self.seed, pool),
-                "rproto": np.array([p.reception_protocol for p in E.POOLS])[pool],
-                "attempt": is_attempt,
-                "tls": is_attempt & tls_ok,
-                "pname": pl.Series([E.KUMO_PROVIDER_NAME.get(p) for p in E.PROVIDERS], dtype=pl.String).gather(prov),
-                "sess": sess,
-                "qid": _io.hex_strings(eid, self.seed + 99),
-                "sdomain": pl.Series([p.sending_domain for p in E.POOLS]).gather(pool),
-            }
+        rcpt = self.lk.addr_blank.gather(np.where(ev["rcpt"][sel] >= 0, ev["rcpt"][sel], len(self.lk.addr)))
+        size = pl.Series(
+            np.where(((kind == M.DEFERRED) & (attempt >= 2)) | (kind == M.QDEFER), 0, m["size"][mi])
+        ).cast(pl.String)
+        vkind = TEXT_VAR[reply1]
+        ar = np.arange(n)
+        with_qid = np.flatnonzero(vkind == 1)
+        qid = chars_to_series(hex_words(eid[with_qid], self.seed + 99))
+        qpos = np.full(n, -1, dtype=np.int64)
+        qpos[with_qid] = np.arange(len(with_qid))
+        nq = len(with_qid)
+        blank = pl.Series([""], dtype=pl.String)
+        cv = pl.concat([qid, rcpt, blank]).gather(
+            np.where(vkind == 1, qpos, np.where(vkind == 2, nq + ar, nq + n))
         )
-        c = pl.col
-        is_rec = c("kind") == M.RECEIVED
-        content = (
-            c("rcontent")
-            .str.replace("{ip}", c("ip"), literal=True)
-            .str.replace("{rcpt}", c("rcpt"), literal=True)
-            .str.replace("{qid}", c("qid"), literal=True)
-            .str.replace("{domain}", c("domain"), literal=True)
-            .str.replace("{sdomain}", c("sdomain"), literal=True)
-        )
-        response = pl.when(is_rec).then(pl.lit(RECEPTION_RESPONSE)).otherwise(pl.concat_str([c("rpre"), content, c("rpost")]))
-        peer = (
-            pl.when(c("attempt")).then(pl.format('{{"name":"{}.","addr":"{}"}}', c("mxh"), c("mxip")))
-            .when(is_rec).then(pl.format('{{"name":"{}","addr":"{}"}}', c("inj"), c("injip")))
-            .otherwise(pl.lit("null"))
-        )
-        site = pl.when(c("attempt")).then(pl.format("{}->{}@smtp", c("src"), c("site_name"))).otherwise(pl.lit(""))
-        egress = pl.when(is_rec).then(pl.lit("null")).otherwise(pl.format('"{}"', c("epool")))
-        esource = pl.when(is_rec).then(pl.lit("null")).otherwise(pl.format('"{}"', c("src")))
-        saddr = pl.when(c("attempt")).then(pl.format('{{"address":"{}:{}"}}', c("ip"), c("port"))).otherwise(pl.lit("null"))
-        dproto = pl.when(c("attempt")).then(pl.lit('"ESMTP"')).otherwise(pl.lit("null"))
-        bc = pl.when(is_rec).then(pl.lit("Uncategorized")).otherwise(c("bc"))
-        tls_in = spec.rfc3339_times  # incoming TLS is logged since 2025.10.06
-        tls = (
-            pl.when(c("tls") | (is_rec & pl.lit(tls_in)))
-            .then(pl.lit(f',"tls_cipher":"{TLS_CIPHER}","tls_protocol_version":"{TLS_VERSION}"'))
-            .otherwise(pl.lit(""))
-        )
-        pname = pl.when(c("attempt") & c("pname").is_not_null()).then(pl.format(',"provider_name":"{}"', c("pname"))).otherwise(pl.lit(""))
-        sess_id = pl.when(c("attempt") | is_rec).then(pl.concat_str([pl.lit(',"session_id":"'), _uuid(df["sess"]), pl.lit('"')])).otherwise(pl.lit(""))
-        parts = [
-            pl.lit('{"type":"'), c("type"),
-            pl.lit('","id":"'), c("id"),
-            pl.lit('","sender":"'), c("sender"),
-            pl.lit('","recipient":"'), c("rcpt"),
-            pl.lit('","queue":"'), c("job"), pl.lit(":"), c("tenant"), pl.lit("@"), c("domain"),
-            pl.lit('","site":"'), site,
-            pl.lit('","size":'), c("size").cast(pl.String),
-            pl.lit(',"response":'), response,
-            pl.lit(',"peer_address":'), peer,
-            pl.lit(',"timestamp":'), c("ts").cast(pl.String),
-        ]  # fmt: skip
+        t = ev["t"][sel]
+        c = m["t0"][mi]
         if spec.rfc3339_times:
-            parts += [pl.lit(',"event_time":"'), _rfc3339(c("t")), pl.lit('"')]
-        parts += [pl.lit(',"created":'), c("cs").cast(pl.String)]
+            ts, cr = self.ts_rfc(t // M.NS), self.cr_rfc(c // M.NS)
+        else:
+            ts, cr = self.ts_old(t // M.NS), self.cr_old(c // M.NS)
+        port = pl.concat(
+            [
+                pl.Series((1024 + (h >> np.uint64(20)) % np.uint64(60000)).astype(np.int64)).cast(pl.String),
+                blank,
+            ]
+        )
+        port = port.gather(np.where(is_att, ar, n))
+        # one session per (node, source, domain, two minutes) outbound, (node, injector, 30 s) inbound
+        sess_key = np.where(
+            is_rec,
+            (np.int64(node) << 56)
+            ^ (m["injector"][mi].astype(np.int64) << 48)
+            ^ (t // (30 * M.NS))
+            ^ (1 << 47),
+            (np.int64(node) << 56)
+            ^ (ev["vmta"][sel].astype(np.int64) << 48)
+            ^ (dom << 32)
+            ^ (t // (120 * M.NS)),
+        )
+        with_sess = is_att | is_rec
+        skeys, sinv = np.unique(np.where(with_sess, sess_key, -1), return_inverse=True)
+        sess = pl.concat([uuid_series(skeys.astype(np.uint64), self.seed + 17), blank])
+        sess = sess.gather(np.where(with_sess, sinv, len(skeys)))
+        variables = {
+            "id": self.lk.spool_id.gather(lead),
+            "rcpt": rcpt,
+            "size": size,
+            "cv": cv,
+            "ts": ts,
+            "cr": cr,
+            "port": port,
+            "mid": self.lk.mid_hex.gather(lead),
+            "sess": sess,
+        }
         if spec.rfc3339_times:
-            parts += [pl.lit(',"created_time":"'), _rfc3339(c("c")), pl.lit('"')]
-        parts += [
-            pl.lit(',"num_attempts":'), c("na").cast(pl.String),
-            pl.lit(',"bounce_classification":"'), bc,
-            pl.lit('","egress_pool":'), egress,
-            pl.lit(',"egress_source":'), esource,
-            pl.lit(',"source_address":'), saddr,
-            pl.lit(',"feedback_report":null,"meta":{"job_id":"'), c("job"),
-            pl.lit('"},"headers":{"Message-ID":"'), c("mid"),
-            pl.lit('"},"delivery_protocol":'), dproto,
-            pl.lit(',"reception_protocol":"'), c("rproto"),
-            pl.lit(f'","nodeid":"{self.model.nodeids[node]}"'),
-            tls, pname, sess_id,
-            pl.lit("}\n"),
-        ]  # fmt: skip
-        line = pl.concat_str(parts)
-        line = pl.when(c("kind").is_in(list(PYTHON_KINDS))).then(pl.lit(None, dtype=pl.String)).otherwise(line)
-        return df.select(line.alias("line"))["line"]
+            variables["tns"] = nanos(t % M.NS)
+            variables["cns"] = nanos(c % M.NS)
+        out = self.templates[node].render(n, keys, variables)
+        rare = np.flatnonzero(np.isin(kind, PYTHON_KINDS))
+        if len(rare):
+            out = out.scatter(
+                rare, pl.Series([self.rare_line(int(sel[i]), node) for i in rare], dtype=pl.String)
+            )
+        return out
 
     # ------------------------------------------------------------------ rare records
     def _times(self, node: int, rec: dict, t_ns: int, created_ns: int) -> None:
@@ -260,7 +368,7 @@ class Renderer:
         if E.NODES[node].rfc3339_times:
             rec["created_time"] = _rfc3339_py(created_ns)
 
-    def rare_line(self, e: int, node: int, complaint_row: dict | None) -> str:
+    def rare_line(self, e: int, node: int) -> str:
         model, m, ev = self.model, self.model.m, self.model.ev
         kind = int(ev["kind"][e])
         t = int(ev["t"][e])
@@ -269,9 +377,9 @@ class Renderer:
         dom = E.DOMAINS[int(ev["dom"][e])]
         vm = E.VMTAS[int(ev["vmta"][e])]
         pool = E.POOLS[vm.pool]
-        h = int(M.mix64(np.uint64(e), self.seed + 31))
-        inbound_id = f"{int(M.mix64(np.uint64(e), self.seed + 41)):016x}{h:016x}"
-        sess = f"{h:016x}{int(M.mix64(np.uint64(e), self.seed + 43)):016x}"
+        h = M.mix64_int(e, self.seed + 31)
+        inbound_id = f"{M.mix64_int(e, self.seed + 41):016x}{h:016x}"
+        sess = f"{h:016x}{M.mix64_int(e, self.seed + 43):016x}"
         session = f"{sess[:8]}-{sess[8:12]}-4{sess[13:16]}-a{sess[17:20]}-{sess[20:32]}"
         reply = E.REPLIES[int(ev["reply"][e])] if ev["reply"][e] >= 0 else None
         rec: dict = {"type": KIND_TYPE[kind]}
@@ -281,20 +389,48 @@ class Renderer:
             rec["response"] = _response(reply, rcpt, vm.ip, dom.name, pool.sending_domain)
             rec["peer_address"] = {"name": inj[0], "addr": inj[1]}
             self._times(node, rec, t, t)
-            rec.update(num_attempts=0, bounce_classification=reply.kumo_cat, egress_pool=None, egress_source=None,
-                       source_address=None, feedback_report=None, meta={}, headers={}, delivery_protocol=None,
-                       reception_protocol="ESMTP", nodeid=model.nodeids[node], session_id=session)
+            rec.update(
+                num_attempts=0,
+                bounce_classification=reply.kumo_cat,
+                egress_pool=None,
+                egress_source=None,
+                source_address=None,
+                feedback_report=None,
+                meta={},
+                headers={},
+                delivery_protocol=None,
+                reception_protocol="ESMTP",
+                nodeid=model.nodeids[node],
+                session_id=session,
+            )
         elif kind == M.RBOUNCE:
             mx = dom.mx[h % len(dom.mx)] if dom.mx else ("", "")
-            rec.update(id=inbound_id, sender=pool.sender, recipient=rcpt, queue=pool.sender.split("@")[1], site="", size=0)
+            rec.update(
+                id=inbound_id,
+                sender=pool.sender,
+                recipient=rcpt,
+                queue=pool.sender.split("@")[1],
+                site="",
+                size=0,
+            )
             rec["response"] = _response(reply, rcpt, vm.ip, dom.name, pool.sending_domain, command=False)
             rec["peer_address"] = {"name": mx[0], "addr": ""}
             self._times(node, rec, t, t)
-            rec.update(num_attempts=0, bounce_classification=reply.kumo_cat, egress_pool=None, egress_source=None,
-                       source_address=None, feedback_report=None, meta={}, headers={}, delivery_protocol=None,
-                       reception_protocol="ESMTP", nodeid=model.nodeids[node])
+            rec.update(
+                num_attempts=0,
+                bounce_classification=reply.kumo_cat,
+                egress_pool=None,
+                egress_source=None,
+                source_address=None,
+                feedback_report=None,
+                meta={},
+                headers={},
+                delivery_protocol=None,
+                reception_protocol="ESMTP",
+                nodeid=model.nodeids[node],
+            )
         else:  # Feedback
-            assert complaint_row is not None
+            complaint_row = self.complaints[int(ev["aux"][e])]
             msg = int(ev["msg"][e])
             ua, rmta, rfrom = E.FBL_REPORTER.get(dom.provider, E.FBL_REPORTER["other"])
             job = model.jobs[int(m["job"][msg])][0]
@@ -302,7 +438,7 @@ class Renderer:
             style = complaint_row["style"]
             original = (
                 f"Received: from {vm.host} ({vm.host} [{vm.ip}])\r\n"
-                f"From: \"Acme\" <news@{pool.sending_domain}>\r\nTo: <{rcpt}>\r\nSubject: Your offers this week\r\n"
+                f'From: "Acme" <news@{pool.sending_domain}>\r\nTo: <{rcpt}>\r\nSubject: Your offers this week\r\n'
                 f"Message-ID: {mid}\r\nX-Job: {job}\r\n\r\n"
             )
             report = {
@@ -315,7 +451,9 @@ class Renderer:
                 "original_mail_from": f"<{pool.sender}>",
                 "reporting_mta": {"mta_type": "dns", "name": rmta},
                 "source_ip": vm.ip,
-                "authentication_results": [f"{rmta}; dkim=pass header.d={pool.sending_domain}; spf=pass smtp.mailfrom={pool.sender}"],
+                "authentication_results": [
+                    f"{rmta}; dkim=pass header.d={pool.sending_domain}; spf=pass smtp.mailfrom={pool.sender}"
+                ],
                 "original_rcpto_to": [] if style == 3 else [rcpt],
                 "reported_domain": [pool.sending_domain],
                 "reported_uri": [],
@@ -324,22 +462,53 @@ class Renderer:
                 "supplemental_trace": {"recipient": rcpt, "job_id": job} if style >= 2 else None,
             }
             fbl_dom = f"fbl.{pool.sending_domain}"
-            rec.update(id=inbound_id, sender=rfrom, recipient=f"fbl@{fbl_dom}", queue=fbl_dom, site="",
-                       size=1800 + len(original))
+            rec.update(
+                id=inbound_id,
+                sender=rfrom,
+                recipient=f"fbl@{fbl_dom}",
+                queue=fbl_dom,
+                site="",
+                size=1800 + len(original),
+            )
             rec["response"] = {"code": 250, "enhanced_code": None, "content": "", "command": None}
             rec["peer_address"] = {"name": rmta, "addr": "203.0.113.250"}
             self._times(node, rec, t, t)
-            rec.update(num_attempts=0, bounce_classification="Uncategorized", egress_pool=None, egress_source=None,
-                       source_address=None, feedback_report=report, meta={}, headers={}, delivery_protocol=None,
-                       reception_protocol="ESMTP", nodeid=model.nodeids[node], session_id=session)
+            rec.update(
+                num_attempts=0,
+                bounce_classification="Uncategorized",
+                egress_pool=None,
+                egress_source=None,
+                source_address=None,
+                feedback_report=report,
+                meta={},
+                headers={},
+                delivery_protocol=None,
+                reception_protocol="ESMTP",
+                nodeid=model.nodeids[node],
+                session_id=session,
+            )
         return orjson.dumps(rec).decode("utf-8") + "\n"
 
 
 def _response(reply: E.Reply, rcpt: str, ip: str, domain: str, sdomain: str, command: bool = True) -> dict:
-    text = reply.text.replace("{rcpt}", rcpt).replace("{ip}", ip).replace("{domain}", domain).replace("{sdomain}", sdomain)
+    text = (
+        reply.text.replace("{rcpt}", rcpt)
+        .replace("{ip}", ip)
+        .replace("{domain}", domain)
+        .replace("{sdomain}", sdomain)
+    )
     text = text.replace("{qid}", "0")
-    enh = None if reply.enhanced is None else dict(zip(("class", "subject", "detail"), reply.enhanced, strict=True))
-    return {"code": reply.code, "enhanced_code": enh, "content": text, "command": reply.command if command else None}
+    enh = (
+        None
+        if reply.enhanced is None
+        else dict(zip(("class", "subject", "detail"), reply.enhanced, strict=True))
+    )
+    return {
+        "code": reply.code,
+        "enhanced_code": enh,
+        "content": text,
+        "command": reply.command if command else None,
+    }
 
 
 def _rfc3339_py(t_ns: int, nanos: bool = True) -> str:
@@ -349,106 +518,245 @@ def _rfc3339_py(t_ns: int, nanos: bool = True) -> str:
 
 
 def segment_name(t_ns: int, salt: int) -> str:
-    opened = int(t_ns) - 1000 * (1 + int(M.mix64(np.uint64(int(t_ns) & 0xFFFFFFFF), salt)) % 997)
+    opened = int(t_ns) - 1000 * (1 + M.mix64_int(int(t_ns) & 0xFFFFFFFF, salt) % 997)
     sec, frac = divmod(opened, M.NS)
     return dt.datetime.fromtimestamp(sec, tz=dt.UTC).strftime("%Y%m%d-%H%M%S") + f".{frac:09d}"
 
 
-def count_intact_lines(data: bytes) -> tuple[int, int]:
-    """(complete newline-terminated lines, decompressed bytes) readable from a possibly cut zstd stream."""
-    dobj = zstandard.ZstdDecompressor().decompressobj()
-    out = b""
-    try:
-        out = dobj.decompress(data)
-    except zstandard.ZstdError:
-        out = b""
-    return out.count(b"\n"), len(out)
+def count_intact_lines(data: bytes) -> int:
+    """Complete newline-terminated lines a streaming decoder reads from a possibly cut zstd stream."""
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+    out = bytearray()
+    while True:
+        try:
+            chunk = reader.read(1 << 16)
+        except zstandard.ZstdError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out).count(b"\n")
 
 
-def render(model: M.Model, landing: Path, *, seed: int, ledger: dict[str, np.ndarray], file_base: int,
-           complaints: dict[int, dict], progress=None) -> KumoResult:
-    """Write every KumoMTA node's segments and the webhook captures; fill ``ledger`` for rendered events."""
+def streams(model: M.Model) -> list[tuple[int, str, np.ndarray]]:
+    """The log streams: (node, segment suffix, event rows in time order)."""
     ev = model.ev
-    res = KumoResult()
-    rnd = Renderer(model, seed)
-    batch_of_msg = model.m["batch"]
-    streams: list[tuple[int, str, np.ndarray]] = []
+    out: list[tuple[int, str, np.ndarray]] = []
     for node in (E.KUMO1, E.KUMO2, E.KUMO3):
         rows = np.flatnonzero(ev["node"] == node)
         if E.NODES[node].recv_suffix:
             rec = ev["kind"][rows] == M.RECEIVED
-            streams.append((node, "", rows[~rec]))
-            streams.append((node, "_recv", rows[rec]))
+            out.append((node, "", rows[~rec]))
+            out.append((node, "_recv", rows[rec]))
         else:
-            streams.append((node, "", rows))
-    total = sum(len(r) for _n, _s, r in streams)
-    done = 0
-    open_stream = (E.KUMO1, "")
-    for node, suffix, rows in streams:
-        if len(rows) == 0:
-            continue
-        spec = E.NODES[node]
-        lines = rnd.bulk_lines(rows, node)
-        # rare records
-        rare = np.flatnonzero(np.isin(ev["kind"][rows], PYTHON_KINDS))
-        if len(rare):
-            texts = [rnd.rare_line(int(rows[i]), node, complaints.get(int(ev["aux"][rows[i]]))) for i in rare]
-            lines = lines.scatter(rare, pl.Series(texts, dtype=pl.String))
-        # multi-recipient batches: the leader's line gets the recipient array, members disappear
-        msg = ev["msg"][rows]
-        in_batch = np.flatnonzero((msg >= 0) & (batch_of_msg[np.where(msg >= 0, msg, 0)] >= 0)
-                                  & np.isin(ev["kind"][rows], (M.RECEIVED, M.DELIVERED)))
-        keep = np.ones(len(rows), dtype=bool)
-        leader_of = np.arange(len(rows))
-        if len(in_batch):
-            groups: dict[tuple[int, int], list[int]] = {}
-            for i in in_batch.tolist():
-                groups.setdefault((int(batch_of_msg[msg[i]]), int(ev["kind"][rows[i]])), []).append(i)
-            upd_idx, upd_txt = [], []
-            for _key, members in sorted(groups.items()):
-                first = members[0]
-                addrs = [rnd.lk.addr[int(ev["rcpt"][rows[i]])] for i in members]
-                text = lines[first].replace(f'"recipient":{_json(addrs[0])}', '"recipient":' + orjson.dumps(addrs).decode(), 1)
-                upd_idx.append(first)
-                upd_txt.append(text)
-                for i in members[1:]:
-                    keep[i] = False
-                    leader_of[i] = first
-            lines = lines.scatter(upd_idx, pl.Series(upd_txt, dtype=pl.String))
-        kept = np.flatnonzero(keep)
-        t_rows = ev["t"][rows]
-        if spec.webhook:
-            _write_webhooks(model, landing, lines, rows, kept, leader_of, ledger, file_base, res, seed)
-        else:
-            origin = model.t_start + (node * 37 + (7 if suffix else 0)) * M.MINUTE
-            bucket = (t_rows[kept] - origin) // (SEGMENT_HOURS * M.HOUR)
-            seg_start = np.flatnonzero(np.diff(bucket, prepend=-1))
-            # size rotation inside a time bucket
-            starts: list[int] = []
-            for a, b in zip(seg_start.tolist(), [*seg_start[1:].tolist(), len(kept)], strict=True):
-                starts.extend(range(a, b, SEGMENT_RECORDS))
-            ends = [*starts[1:], len(kept)]
-            kept_lines = lines.gather(kept)
-            for si, (a, b) in enumerate(zip(starts, ends, strict=True)):
-                is_open = (node, suffix) == open_stream and si == len(starts) - 1
-                _write_segment(model, landing, node, suffix, kept_lines.slice(a, b - a), rows[kept[a:b]],
-                               kept[a:b], rows, leader_of, ledger, file_base, res, seed, is_open)
-        done += len(rows)
-        if progress:
-            progress("kumo", done, total)
+            out.append((node, "", rows))
+    return out
+
+
+def render_stream(
+    model: M.Model,
+    landing: Path,
+    rnd: Renderer,
+    stream: tuple[int, str, np.ndarray],
+    *,
+    seed: int,
+    ledger: dict[str, np.ndarray],
+    file_base: int,
+    progress=None,
+) -> KumoResult:
+    """Write one stream's segments (or webhook captures); fill ``ledger`` for its events."""
+    node, suffix, rows = stream
+    res = KumoResult()
+    if len(rows) == 0:
+        return res
+    st = _Stream(model, rnd, node, rows)
+    if E.NODES[node].webhook:
+        _write_webhooks(model, landing, st, ledger, file_base, res, seed)
+    else:
+        _write_segments(
+            model,
+            landing,
+            st,
+            suffix,
+            ledger,
+            file_base,
+            res,
+            seed,
+            is_open_stream=(node == E.KUMO1 and suffix == ""),
+        )
+    if progress:
+        progress(f"kumo:{E.NODES[node].name}{suffix}", len(rows), len(rows))
     return res
 
 
-def _write_segment(model, landing, node, suffix, seg_lines, seg_eids, kept_pos, rows, leader_of, ledger, file_base,
-                   res: KumoResult, seed, is_open) -> None:
+def merge(results: list[KumoResult]) -> KumoResult:
+    out = KumoResult()
+    for r in results:
+        out.segments += r.segments
+        out.webhooks += r.webhooks
+        out.duplicates.update(r.duplicates)
+        out.quarantine += r.quarantine
+        out.lost_eids += r.lost_eids
+        out.file_names += r.file_names
+        if r.open_segment:
+            out.open_segment, out.open_eids = r.open_segment, r.open_eids
+        out.truncated = out.truncated or r.truncated
+        out.broken = out.broken or r.broken
+    return out
+
+
+def render(
+    model: M.Model,
+    landing: Path,
+    *,
+    seed: int,
+    ledger: dict[str, np.ndarray],
+    file_base: int,
+    complaints: dict[int, dict],
+    progress=None,
+) -> KumoResult:
+    """Every stream in sequence (the generator runs :func:`render_stream` per stream on worker threads)."""
+    rnd = Renderer(model, seed)
+    rnd.complaints = complaints
+    return merge(
+        [
+            render_stream(
+                model,
+                landing,
+                rnd,
+                s,
+                seed=seed,
+                ledger=ledger,
+                file_base=file_base + (i << 16),
+                progress=progress,
+            )
+            for i, s in enumerate(streams(model))
+        ]
+    )
+
+
+class _Stream:
+    """The rows one log stream writes, with multi-recipient batches folded into their leader's line.
+
+    Positions index ``kept`` (the rows that get a line of their own).
+    """
+
+    def __init__(self, model: M.Model, rnd: Renderer, node: int, rows: np.ndarray) -> None:
+        ev, m = model.ev, model.m
+        self.model, self.rnd, self.node, self.rows = model, rnd, node, rows
+        msg = ev["msg"][rows]
+        batch = np.where(msg >= 0, m["batch"][np.where(msg >= 0, msg, 0)], -1)
+        in_batch = np.flatnonzero((batch >= 0) & np.isin(ev["kind"][rows], (M.RECEIVED, M.DELIVERED)))
+        keep = np.ones(len(rows), dtype=bool)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in in_batch.tolist():  # a handful of batch records
+            groups.setdefault((int(batch[i]), int(ev["kind"][rows[i]])), []).append(i)
+        leaders = {members[0]: members for members in groups.values()}
+        for members in groups.values():
+            keep[members[1:]] = False
+        self.kept = np.flatnonzero(keep)
+        lead_rows = np.array(sorted(leaders), dtype=np.int64)
+        self.leader_pos = np.searchsorted(self.kept, lead_rows)  # sorted positions of leaders
+        self.members = {int(pos): leaders[int(r)] for pos, r in zip(self.leader_pos, lead_rows, strict=True)}
+
+    def _leaders_in(self, positions: np.ndarray) -> np.ndarray:
+        return (
+            np.flatnonzero(np.isin(positions, self.leader_pos))
+            if len(self.leader_pos)
+            else np.zeros(0, dtype=np.int64)
+        )
+
+    def lines(self, positions: np.ndarray) -> pl.Series:
+        out = self.rnd.lines(self.rows[self.kept[positions]], self.node)
+        idx = self._leaders_in(positions)
+        if len(idx):
+            texts = []
+            for j in idx.tolist():
+                addrs = [
+                    self.rnd.lk.addr[int(self.model.ev["rcpt"][self.rows[q]])]
+                    for q in self.members[int(positions[j])]
+                ]
+                texts.append(
+                    out[j].replace(
+                        '"recipient":' + _json(addrs[0]), '"recipient":' + orjson.dumps(addrs).decode(), 1
+                    )
+                )
+            out = out.scatter(idx, pl.Series(texts, dtype=pl.String))
+        return out
+
+    def eids(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(event ids, owning position) of every event on the given positions' lines, batch members included."""
+        e = [self.rows[self.kept[positions]].astype(np.int64)]
+        o = [np.asarray(positions, dtype=np.int64)]
+        for j in self._leaders_in(positions).tolist():
+            extra = self.members[int(positions[j])][1:]
+            e.append(self.rows[extra].astype(np.int64))
+            o.append(np.full(len(extra), positions[j], dtype=np.int64))
+        return np.concatenate(e), np.concatenate(o)
+
+
+def _write_segments(
+    model, landing, st: _Stream, suffix, ledger, file_base, res: KumoResult, seed, is_open_stream
+) -> None:
+    ev = model.ev
+    node = st.node
+    t = ev["t"][st.rows[st.kept]]
+    origin = model.t_start + (node * 37 + (7 if suffix else 0)) * M.MINUTE
+    bucket = (t - origin) // (SEGMENT_HOURS * M.HOUR)
+    seg_start = np.flatnonzero(np.diff(bucket, prepend=-1))
+    starts: list[int] = []
+    for a, b in zip(seg_start.tolist(), [*seg_start[1:].tolist(), len(t)], strict=True):
+        starts.extend(range(a, b, SEGMENT_RECORDS))
+    ends = [*starts[1:], len(t)]
+    si = 0
+    while si < len(starts):
+        sj = si
+        while sj < len(starts) and ends[sj] - starts[si] <= CHUNK_RECORDS:
+            sj += 1
+        sj = max(sj, si + 1)
+        a, b = starts[si], ends[sj - 1]
+        lines = st.lines(np.arange(a, b))
+        for k in range(si, sj):
+            is_open = is_open_stream and k == len(starts) - 1
+            _write_segment(
+                model,
+                landing,
+                st,
+                suffix,
+                lines.slice(starts[k] - a, ends[k] - starts[k]),
+                np.arange(starts[k], ends[k]),
+                ledger,
+                file_base,
+                res,
+                seed,
+                is_open,
+            )
+        si = sj
+
+
+def _write_segment(
+    model,
+    landing,
+    st: _Stream,
+    suffix,
+    seg_lines,
+    positions,
+    ledger,
+    file_base,
+    res: KumoResult,
+    seed,
+    is_open,
+) -> None:
+    node = st.node
     spec = E.NODES[node]
-    t_first = int(model.ev["t"][seg_eids[0]])
+    first_eid = int(st.rows[st.kept[positions[0]]])
+    t_first = int(model.ev["t"][first_eid])
     name = segment_name(t_first, seed + node) + suffix
     rel = f"kumo/{spec.name}/{name}"
     file_id = file_base + len(res.file_names)
     res.file_names.append(rel)
-    n = len(seg_eids)
-    line_no = np.arange(1, n + 1, dtype=np.int64)
+    n = len(positions)
+    line_of_pos = np.arange(1, n + 1, dtype=np.int64)
     data_parts = _io.string_bytes(seg_lines)
     # fault: broken JSON lines in the first completed kumo1 main segment
     if not res.broken and node == E.KUMO1 and suffix == "" and not is_open and n >= 4:
@@ -456,85 +764,102 @@ def _write_segment(model, landing, node, suffix, seg_lines, seg_eids, kept_pos, 
         text_lines = raw.split(b"\n")[:-1]
         target = next((i for i, ln in enumerate(text_lines) if b'"type":"Delivery"' in ln and i > 0), None)
         if target is not None:
-            half = text_lines[target][: len(text_lines[target]) // 2]
-            garbage = b"\x1b[2K kumod: log writer interrupted"
-            text_lines[target] = half
-            text_lines.insert(1, garbage)
-            raw = b"\n".join(text_lines) + b"\n"
-            data_parts = [raw]
-            line_no = np.where(np.arange(n) >= 1, line_no + 1, line_no)
-            broken_eids = [int(seg_eids[target])]
-            res.broken = {"path": rel, "lines": [2, target + 2], "garbage_line": 2, "half_record_line": target + 2}
-            res.quarantine.append({"source_kind": "kumo", "source_file": rel, "source_line": 2, "reason": "invalid_json",
-                                   "detail": "not JSON (log writer noise)"})
-            res.quarantine.append({"source_kind": "kumo", "source_file": rel, "source_line": target + 2,
-                                   "reason": "invalid_json", "detail": "record cut in half"})
-            res.lost_eids.append(_with_members(np.array(broken_eids), kept_pos[[target]], rows, leader_of))
+            text_lines[target] = text_lines[target][: len(text_lines[target]) // 2]
+            text_lines.insert(1, b"\x1b[2K kumod: log writer interrupted")
+            data_parts = [b"\n".join(text_lines) + b"\n"]
+            line_of_pos = np.where(np.arange(n) >= 1, line_of_pos + 1, line_of_pos)
+            res.broken = {
+                "path": rel,
+                "lines": [2, target + 2],
+                "garbage_line": 2,
+                "half_record_line": target + 2,
+            }
+            res.quarantine.append(
+                {
+                    "source_kind": "kumo",
+                    "source_file": rel,
+                    "source_line": 2,
+                    "reason": "invalid_json",
+                    "detail": "not JSON (log writer noise)",
+                }
+            )
+            res.quarantine.append(
+                {
+                    "source_kind": "kumo",
+                    "source_file": rel,
+                    "source_line": target + 2,
+                    "reason": "invalid_json",
+                    "detail": "record cut in half",
+                }
+            )
+            res.lost_eids.append(st.eids(positions[[target]])[0])
     compressed = _io.zstd_bytes(data_parts)
     intact = -1
-    # fault: one completed kumo2 segment is cut short (compressed bytes truncated)
+    # fault: the first completed kumo2 segment opened after the middle of its period is cut short
     if not res.truncated and node == E.KUMO2 and not is_open and n >= 10 and _is_middle(model, node, t_first):
         cut = max(16, int(len(compressed) * 0.55))
         compressed = compressed[:cut]
-        intact, _nbytes = count_intact_lines(compressed)
-        res.truncated = {"path": rel, "total_records": n, "intact_records": intact, "first_lost_line": intact + 1,
-                         "compressed_bytes_kept": cut}
-        res.quarantine.append({"source_kind": "kumo", "source_file": rel, "source_line": intact + 1,
-                               "reason": "truncated_stream", "detail": "zstd stream ends early; later records lost"})
-        lost_pos = np.arange(intact, n)
-        res.lost_eids.append(_with_members(seg_eids[lost_pos], kept_pos[lost_pos], rows, leader_of))
-    mtime = int(model.ev["t"][seg_eids[-1]] // M.NS) + 1
+        intact = count_intact_lines(compressed)
+        res.truncated = {
+            "path": rel,
+            "total_records": n,
+            "intact_records": intact,
+            "first_lost_line": intact + 1,
+            "compressed_bytes_kept": cut,
+        }
+        res.quarantine.append(
+            {
+                "source_kind": "kumo",
+                "source_file": rel,
+                "source_line": intact + 1,
+                "reason": "truncated_stream",
+                "detail": "zstd stream ends early; later records lost",
+            }
+        )
+        res.lost_eids.append(st.eids(positions[intact:])[0])
+    last_eid = int(st.rows[st.kept[positions[-1]]])
+    mtime = int(model.ev["t"][last_eid] // M.NS) + 1
     _io.write_file(landing / rel, compressed, mtime=mtime, mode=_io.WRITABLE if is_open else _io.READ_ONLY)
     res.segments.append(SegmentInfo(rel, spec.name, n, complete=not is_open, truncated_intact=intact))
-    # ledger: every event of this segment (members of batch lines share their leader's line)
-    member_pos = np.flatnonzero(np.isin(leader_of, kept_pos) & (leader_of != np.arange(len(rows))))
-    ledger["file"][seg_eids] = file_id
-    ledger["line"][seg_eids] = line_no
-    if len(member_pos):
-        ledger["file"][rows[member_pos]] = file_id
-        ledger["line"][rows[member_pos]] = line_no[np.searchsorted(kept_pos, leader_of[member_pos])]
+    eids, owner = st.eids(positions)
+    ledger["file"][eids] = file_id
+    ledger["line"][eids] = line_of_pos[owner - positions[0]]
     if is_open:
         res.open_segment = rel
-        res.open_eids = np.concatenate([seg_eids, rows[member_pos]]) if len(member_pos) else seg_eids.copy()
-
-
-def _with_members(eids: np.ndarray, positions: np.ndarray, rows: np.ndarray, leader_of: np.ndarray) -> np.ndarray:
-    extra = rows[np.isin(leader_of, positions) & (leader_of != np.arange(len(rows)))]
-    return np.concatenate([eids.astype(np.int64), extra.astype(np.int64)])
-
-
-_MIDDLE_SEEN: dict[int, int] = {}
+        res.open_eids = eids
 
 
 def _is_middle(model: M.Model, node: int, t_first: int) -> bool:
-    """The truncated segment is the first kumo2 segment opened after the middle of its active period."""
     pool = next(i for i, p in enumerate(E.POOLS) if p.kumo_node == node)
     mid = model.cutover[pool] + (model.t_end - model.cutover[pool]) // 2
     return t_first >= mid
 
 
-def _write_webhooks(model, landing, lines, rows, kept, leader_of, ledger, file_base, res: KumoResult, seed) -> None:
-    """Webhook captures of ``kumo3``: two-hour files, three layouts, about 1.5 % repeated records."""
+def _write_webhooks(model, landing, st: _Stream, ledger, file_base, res: KumoResult, seed) -> None:
+    """Webhook captures of a node: two-hour files, three layouts, about 1.5 % repeated records."""
     ev = model.ev
     rng = np.random.default_rng(seed + 1009)
-    n = len(kept)
-    t = ev["t"][rows[kept]]
+    n = len(st.kept)
+    t = ev["t"][st.rows[st.kept]]
     bucket = (t - model.t_start) // (WEBHOOK_HOURS * M.HOUR)
     starts = np.flatnonzero(np.diff(bucket, prepend=-1))
     ends = np.concatenate([starts[1:], [n]])
     n_files = len(starts)
     file_of = np.searchsorted(starts, np.arange(n), side="right") - 1
     whole_file = 2 if n_files > 2 else n_files - 1
-    # Output entries: every record once (its original), plus duplicate copies. A copy either follows
-    # its original a few records later in the same file, or opens the next file (re-sent after the
-    # collector rotated). Entries are ordered by (file, key); originals have key 4*pos.
+    # Entries: every record once (its original) plus duplicate copies. A copy follows its original a
+    # few records later in the same file, or opens the next file (re-sent after the collector
+    # rotated). Entries are ordered by (file, key); an original at position p has key 4p.
     n_dup = min(n, max(3, n * 3 // 200))
     dup = np.sort(rng.choice(n, size=n_dup, replace=False))
     near_end = (ends[file_of[dup]] - dup <= 5) & (file_of[dup] + 1 < n_files)
     offset = rng.integers(0, 4, n_dup)
     dup_file = np.where(near_end, file_of[dup] + 1, file_of[dup])
-    dup_key = np.where(near_end, 4 * starts[np.minimum(file_of[dup] + 1, n_files - 1)] - 1,
-                       4 * np.minimum(dup + offset, ends[file_of[dup]] - 1) + 2)
+    dup_key = np.where(
+        near_end,
+        4 * starts[np.minimum(file_of[dup] + 1, n_files - 1)] - 1,
+        4 * np.minimum(dup + offset, ends[file_of[dup]] - 1) + 2,
+    )
     pos = np.concatenate([np.arange(n), dup])
     f_all = np.concatenate([file_of, dup_file])
     key = np.concatenate([4 * np.arange(n), dup_key])
@@ -543,42 +868,45 @@ def _write_webhooks(model, landing, lines, rows, kept, leader_of, ledger, file_b
     pos, f_all, is_copy = pos[order], f_all[order], is_copy[order]
     f_start = np.searchsorted(f_all, np.arange(n_files))
     f_end = np.concatenate([f_start[1:], [len(pos)]])
-    body = lines.gather(kept).str.strip_chars_end("\n")
-    line_of_pos = np.zeros(n, dtype=np.int64)
     for fi in range(n_files):
         a, b = int(f_start[fi]), int(f_end[fi])
         seq = pos[a:b]
-        name = dt.datetime.fromtimestamp(int(t[starts[fi]] // M.NS), tz=dt.UTC).strftime("hook-%Y%m%d-%H%M%S") + ".json"
+        name = (
+            dt.datetime.fromtimestamp(int(t[starts[fi]] // M.NS), tz=dt.UTC).strftime("hook-%Y%m%d-%H%M%S")
+            + ".json"
+        )
         rel = f"kumo/webhooks/{name}"
         file_id = file_base + len(res.file_names)
         res.file_names.append(rel)
         res.webhooks.append(rel)
-        parts = body.gather(seq)
+        parts = st.lines(seq).str.strip_chars_end("\n")
         idx = np.arange(len(seq))
         if fi == whole_file:
-            frame = pl.DataFrame({"l": parts})
-            text = frame.select((pl.lit("[\n") + pl.col("l").str.join(",\n") + pl.lit("\n]\n")).alias("x"))["x"]
+            text = pl.DataFrame({"l": parts}).select(
+                (pl.lit("[\n") + pl.col("l").str.join(",\n") + pl.lit("\n]\n")).alias("x")
+            )["x"]
             line = idx + 2
         elif fi % 3 == 1:
-            sizes = rng.integers(1, 51, len(seq) // 1 + 1)
-            cut = np.cumsum(sizes)
+            cut = np.cumsum(rng.integers(1, 51, len(seq) + 1))
             batch = np.searchsorted(cut, idx, side="right")
-            frame = pl.DataFrame({"l": parts, "b": batch})
-            text = (frame.group_by("b", maintain_order=True).agg(pl.col("l").str.join(","))
-                    .select((pl.lit("[") + pl.col("l") + pl.lit("]\n")).alias("x"))["x"])
+            text = (
+                pl.DataFrame({"l": parts, "b": batch})
+                .group_by("b", maintain_order=True)
+                .agg(pl.col("l").str.join(","))
+                .select((pl.lit("[") + pl.col("l") + pl.lit("]\n")).alias("x"))["x"]
+            )
             line = np.unique(batch, return_inverse=True)[1] + 1
         else:
             text = parts + "\n"
             line = idx + 1
         res.duplicates[rel] = int(is_copy[a:b].sum())
-        data = b"".join(bytes(v) for v in _io.string_bytes(text))
-        _io.write_file(landing / rel, data, mtime=int(t[ends[fi] - 1] // M.NS) + 5, mode=_io.READ_ONLY)
+        last_eid = int(st.rows[st.kept[int(seq.max())]])
+        out = _io.Output(landing / rel, mtime=int(ev["t"][last_eid] // M.NS) + 5)
+        out.write(_io.string_bytes(text))
+        out.close()
         orig = ~is_copy[a:b]
-        ev_idx = rows[kept[seq[orig]]]
-        ledger["file"][ev_idx] = file_id
-        ledger["line"][ev_idx] = line[orig]
-        line_of_pos[seq[orig]] = line[orig]
-        members = np.flatnonzero(np.isin(leader_of, kept[seq[orig]]) & (leader_of != np.arange(len(rows))))
-        if len(members):
-            ledger["file"][rows[members]] = file_id
-            ledger["line"][rows[members]] = line_of_pos[np.searchsorted(kept, leader_of[members])]
+        eids, owner = st.eids(seq[orig])
+        ledger["file"][eids] = file_id
+        op = seq[orig]
+        srt = np.argsort(op)
+        ledger["line"][eids] = line[orig][srt][np.searchsorted(op[srt], owner)]

@@ -69,12 +69,70 @@ MTAS = ("pmta", "kumo")
 NORMAL, BAD_MAILBOX, INACTIVE, QUOTA_HEAVY, QUOTA_LIGHT, ASYNC_BAD, NXDOMAIN = range(7)
 CLASS_NAMES = ("normal", "bad_mailbox", "inactive", "quota_heavy", "quota_light", "async_bad", "nxdomain")
 
-FIRST = ("anna", "ben", "chloe", "david", "emma", "felix", "grace", "henry", "isla", "jack", "karen", "liam",
-         "mia", "noah", "olivia", "paul", "quinn", "ruby", "sam", "tara", "umar", "vera", "will", "xena",
-         "yusuf", "zoe", "jurgen", "lea", "marco", "sofia")
-LAST = ("smith", "jones", "brown", "taylor", "wilson", "davies", "evans", "thomas", "johnson", "roberts",
-        "walker", "wright", "robinson", "thompson", "white", "hughes", "edwards", "green", "hall", "wood",
-        "mueller", "schmidt", "martin", "bernard", "dubois", "rossi", "garcia", "lopez", "kim", "nguyen")
+FIRST = (
+    "anna",
+    "ben",
+    "chloe",
+    "david",
+    "emma",
+    "felix",
+    "grace",
+    "henry",
+    "isla",
+    "jack",
+    "karen",
+    "liam",
+    "mia",
+    "noah",
+    "olivia",
+    "paul",
+    "quinn",
+    "ruby",
+    "sam",
+    "tara",
+    "umar",
+    "vera",
+    "will",
+    "xena",
+    "yusuf",
+    "zoe",
+    "jurgen",
+    "lea",
+    "marco",
+    "sofia",
+)
+LAST = (
+    "smith",
+    "jones",
+    "brown",
+    "taylor",
+    "wilson",
+    "davies",
+    "evans",
+    "thomas",
+    "johnson",
+    "roberts",
+    "walker",
+    "wright",
+    "robinson",
+    "thompson",
+    "white",
+    "hughes",
+    "edwards",
+    "green",
+    "hall",
+    "wood",
+    "mueller",
+    "schmidt",
+    "martin",
+    "bernard",
+    "dubois",
+    "rossi",
+    "garcia",
+    "lopez",
+    "kim",
+    "nguyen",
+)
 
 # Diurnal injection profile (UTC hour weights).
 DIURNAL = np.array([1, 1, 1, 1, 1.5, 2, 3, 5, 8, 10, 10, 9, 8, 8, 9, 10, 9, 8, 6, 5, 4, 3, 2, 1.5])
@@ -90,6 +148,15 @@ def mix64(x: np.ndarray | int, salt: int = 0) -> np.ndarray:
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
     return z
+
+
+def mix64_int(x: int, salt: int = 0) -> int:
+    """:func:`mix64` for one Python int (same result, no numpy scalar overhead)."""
+    mask = 0xFFFFFFFFFFFFFFFF
+    z = ((x ^ salt) + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
 
 
 def epoch_ns(d: date) -> int:
@@ -166,12 +233,16 @@ def _choice_table(rows: list[tuple[tuple[str, float], ...]]) -> tuple[np.ndarray
         for j, (key, _w) in enumerate(row):
             ids[i, j] = E.R[key]
             cum[i, j] = w[j]
-        ids[i, len(row):] = ids[i, len(row) - 1]
+        ids[i, len(row) :] = ids[i, len(row) - 1]
     return ids, cum
 
 
 def _choose(ids: np.ndarray, cum: np.ndarray, row: np.ndarray, u: np.ndarray) -> np.ndarray:
-    k = (u[:, None] >= cum[row][:, :-1]).sum(axis=1) if cum.shape[1] > 1 else np.zeros(len(row), dtype=np.int64)
+    k = (
+        (u[:, None] >= cum[row][:, :-1]).sum(axis=1)
+        if cum.shape[1] > 1
+        else np.zeros(len(row), dtype=np.int64)
+    )
     return ids[row, k]
 
 
@@ -183,7 +254,9 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     t_start = epoch_ns(start)
     t_end = t_start + days * DAY
     n_pools = len(E.POOLS)
-    cutover = np.array([t_start + cutover_hours(days, p.cutover_fraction) * HOUR for p in E.POOLS], dtype=np.int64)
+    cutover = np.array(
+        [t_start + cutover_hours(days, p.cutover_fraction) * HOUR for p in E.POOLS], dtype=np.int64
+    )
 
     prov_of_dom = np.array([E.P[d.provider] for d in E.DOMAINS], dtype=np.int8)
     kind_of_dom = [d.kind for d in E.DOMAINS]
@@ -206,10 +279,14 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     r_local = frame.select(
         pl.concat_str(
             [
-                pl.when(pl.col("p") == 0).then(pl.col("f") + "." + pl.col("l"))
-                .when(pl.col("p") == 1).then(pl.col("f") + pl.col("l"))
-                .when(pl.col("p") == 2).then(pl.col("f").str.slice(0, 1) + "." + pl.col("l"))
-                .when(pl.col("p") == 3).then(pl.col("f") + "_" + pl.col("l"))
+                pl.when(pl.col("p") == 0)
+                .then(pl.col("f") + "." + pl.col("l"))
+                .when(pl.col("p") == 1)
+                .then(pl.col("f") + pl.col("l"))
+                .when(pl.col("p") == 2)
+                .then(pl.col("f").str.slice(0, 1) + "." + pl.col("l"))
+                .when(pl.col("p") == 3)
+                .then(pl.col("f") + "_" + pl.col("l"))
                 .otherwise(pl.col("f") + "+news"),
                 pl.col("i").cast(pl.String),
             ]
@@ -232,7 +309,9 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
         r_cls[plain[pos : pos + k]] = cls
         pos += k
     async_ok = plain[pos:]
-    async_ok = async_ok[np.isin(prov_of_dom[r_dom[async_ok]], [E.P["office365"], E.P["mimecast"], E.P["other"]])]
+    async_ok = async_ok[
+        np.isin(prov_of_dom[r_dom[async_ok]], [E.P["office365"], E.P["mimecast"], E.P["other"]])
+    ]
     r_cls[async_ok[: max(2, round(0.004 * n_rcpt))]] = ASYNC_BAD
 
     # ------------------------------------------------------------------ messages
@@ -260,7 +339,10 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     for pi in range(n_pools):
         members = [i for i, v in enumerate(E.VMTAS) if v.pool == pi]
         wts = np.array(
-            [[E.VMTAS[i].weight * (E.warmup_factor(d) if E.VMTAS[i].warmup else 1.0) for i in members] for d in range(days)]
+            [
+                [E.VMTAS[i].weight * (E.warmup_factor(d) if E.VMTAS[i].warmup else 1.0) for i in members]
+                for d in range(days)
+            ]
         )
         cum = np.cumsum(wts / wts.sum(axis=1, keepdims=True), axis=1)
         sel = np.flatnonzero(pool == pi)
@@ -271,7 +353,7 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     jobs: list[tuple[str, str]] = [(j, E.TENANT_TRANS) for j, _w in E.TRANS_JOBS]
     mkt_base = len(jobs)
     for d in range(days):
-        stamp = (start.toordinal() + d)
+        stamp = start.toordinal() + d
         ds = date.fromordinal(stamp).strftime("%Y%m%d")
         jobs.extend((f"mkt-{ds}-{letter}", tenant) for letter, tenant, _w in E.MKT_JOBS)
     news_base = len(jobs)
@@ -285,20 +367,31 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     sel = pool == E.TRANS
     job[sel] = np.searchsorted(tw / tw[-1], u[sel], side="right").clip(0, len(tw) - 1)
     sel = pool == E.MKT
-    job[sel] = mkt_base + day[sel] * len(E.MKT_JOBS) + np.searchsorted(mw / mw[-1], u[sel], side="right").clip(0, len(mw) - 1)
+    job[sel] = (
+        mkt_base
+        + day[sel] * len(E.MKT_JOBS)
+        + np.searchsorted(mw / mw[-1], u[sel], side="right").clip(0, len(mw) - 1)
+    )
     sel = pool == E.NEWS
     job[sel] = news_base + day[sel]
 
     mean_size = np.array([11_000, 48_000, 62_000])
     size = (mean_size[pool] * rng.lognormal(0.0, 0.35, n_msg)).astype(np.int64)
     mta = (t0 >= cutover[pool]).astype(np.int8)
-    node = np.where(mta == PMTA, np.array([p.pmta_node for p in E.POOLS])[pool], np.array([p.kumo_node for p in E.POOLS])[pool]).astype(np.int8)
+    node = np.where(
+        mta == PMTA,
+        np.array([p.pmta_node for p in E.POOLS])[pool],
+        np.array([p.kumo_node for p in E.POOLS])[pool],
+    ).astype(np.int8)
     injector = rng.integers(0, len(E.INJECTORS), n_msg).astype(np.int8)
 
     dom = r_dom[rcpt]
     prov = prov_of_dom[dom]
     cls = r_cls[rcpt]
-    dkind = np.array([{"normal": 0, "workspace": 0, "nxdomain": 1, "xss": 2, "strict": 3}[k] for k in kind_of_dom], dtype=np.int8)[dom]
+    dkind = np.array(
+        [{"normal": 0, "workspace": 0, "nxdomain": 1, "xss": 2, "strict": 3}[k] for k in kind_of_dom],
+        dtype=np.int8,
+    )[dom]
 
     # batches: KumoMTA kumo1 (BatchByDomain) sends some contoso.example mail as one message per domain
     batch = np.full(n_msg, -1, dtype=np.int32)
@@ -307,18 +400,16 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     if len(cand) >= 6:
         n_groups = max(2, len(cand) // 150)
         starts = _pick(rng, np.arange(0, len(cand) - 3, 4), n_groups)
+        lead = np.arange(n_msg, dtype=np.int64)  # a batch member's message is its leader's
         for g, s in enumerate(starts):  # a handful of groups
             members = cand[s : s + 2 + (g % 2)]
             batch[members] = g
-            lead = members[0]
+            lead[members] = members[0]
             for col in (t0, vmta, job, size, injector):
-                col[members] = col[lead]
+                col[members] = col[members[0]]
         n_groups = len(starts)
-
-    lead = np.arange(n_msg, dtype=np.int64)  # a batch member's message is its leader's
-    for g in range(n_groups):
-        members = np.flatnonzero(batch == g)
-        lead[members] = members[0]
+    else:
+        lead = np.arange(n_msg, dtype=np.int64)
 
     # ------------------------------------------------------------------ outcomes
     ids_def, cum_def = _choice_table([E.DEFER[p] for p in E.PROVIDERS])
@@ -337,14 +428,19 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     p_stuck = np.array([E.P_STUCK[p] for p in E.PROVIDERS])[prov]
     p_blk = np.where(dkind == 3, 0.3, np.array([E.P_BLOCK[p] for p in E.PROVIDERS])[prov])
 
-    u_def, u_stuck, u_blk, u_r1, u_r2 = (rng.random(n_msg) for _ in range(5))
+    u_def, u_stuck, u_blk = (rng.random(n_msg) for _ in range(3))
     k_def = np.minimum(rng.geometric(0.55, n_msg), 8).astype(np.int16)
     deferred = u_def < p_def
     stuck = deferred & (u_stuck < p_stuck)
     blocked = u_blk < p_blk
-    dreply = _choose(ids_def, cum_def, prov.astype(np.int64), u_r1)
+    # replies are drawn only where they are used (deferred or blocked messages)
+    dreply = np.zeros(n_msg, dtype=np.int16)
+    di = np.flatnonzero(deferred)
+    dreply[di] = _choose(ids_def, cum_def, prov[di].astype(np.int64), rng.random(len(di)))
     dreply = np.where(dkind == 2, E.R["defer.xss"], dreply).astype(np.int16)
-    breply = _choose(ids_blk, cum_blk, prov.astype(np.int64), u_r2)
+    breply = np.zeros(n_msg, dtype=np.int16)
+    bi = np.flatnonzero(blocked)
+    breply[bi] = _choose(ids_blk, cum_blk, prov[bi].astype(np.int64), rng.random(len(bi)))
     breply = np.where(dkind == 3, E.R["block.strict"], breply).astype(np.int16)
 
     final = np.full(n_msg, DELIVERED, dtype=np.int8)
@@ -380,16 +476,33 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     stuck = final == EXPIRED
     freply[stuck] = dreply[stuck]
 
-    # schedules: 0 PowerMTA default, 1 PowerMTA yahoo, 2 KumoMTA
-    sched = np.where(mta == KUMO, 2, np.where(prov == E.P["yahoo"], 1, 0)).astype(np.int8)
+    # retry schedules and lifetimes: PowerMTA default / yahoo / transactional pool, KumoMTA default /
+    # transactional (time-sensitive mail expires after hours, not days)
+    schedules = (
+        (E.PMTA_RETRY, E.PMTA_BOUNCE_AFTER),
+        (E.PMTA_RETRY_YAHOO, E.PMTA_BOUNCE_AFTER_YAHOO),
+        (E.PMTA_RETRY_TRANS, E.TRANS_LIFETIME),
+        (E.KUMO_RETRY, E.KUMO_MAX_AGE),
+        (E.KUMO_RETRY_TRANS, E.TRANS_LIFETIME),
+    )
+    trans = pool == E.TRANS
+    sched = np.where(
+        mta == KUMO,
+        np.where(trans, 4, 3),
+        np.where(trans, 2, np.where(prov == E.P["yahoo"], 1, 0)),
+    ).astype(np.int8)
     width = 40
-    intervals = np.zeros((3, width), dtype=np.int64)
-    for s, sc in enumerate((E.PMTA_RETRY, E.PMTA_RETRY_YAHOO, E.KUMO_RETRY)):
+    intervals = np.zeros((len(schedules), width), dtype=np.int64)
+    for si, (sc, _life) in enumerate(schedules):
         vals = list(sc) + [sc[-1]] * (width - len(sc))
-        intervals[s] = np.array(vals[:width], dtype=np.int64) * MINUTE
-    lifetime = np.array([E.PMTA_BOUNCE_AFTER, E.PMTA_BOUNCE_AFTER_YAHOO, E.KUMO_MAX_AGE], dtype=np.int64) * NS
-    nominal = np.concatenate([np.zeros((3, 1), dtype=np.int64), np.cumsum(intervals, axis=1)], axis=1)
-    stuck_attempts = np.array([(nominal[s] < lifetime[s]).sum() for s in range(3)], dtype=np.int16)
+        intervals[si] = np.array(vals[:width], dtype=np.int64) * MINUTE
+    lifetime = np.array([life for _sc, life in schedules], dtype=np.int64) * NS
+    nominal = np.concatenate(
+        [np.zeros((len(schedules), 1), dtype=np.int64), np.cumsum(intervals, axis=1)], axis=1
+    )
+    stuck_attempts = np.array(
+        [(nominal[si] < lifetime[si]).sum() for si in range(len(schedules))], dtype=np.int16
+    )
     n_def[stuck] = stuck_attempts[sched[stuck]]
 
     # KumoMTA extras on the message path
@@ -398,10 +511,8 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     lat0 = (rng.exponential(20.0, n_msg) * NS).astype(np.int64) + NS
     throttle = np.zeros(n_msg, dtype=np.int64)
     throttle[delayed] = rng.integers(2 * MINUTE, 15 * MINUTE, len(delayed))
-    if n_groups:
-        for g in range(n_groups):
-            members = np.flatnonzero(batch == g)
-            lat0[members] = lat0[members[0]]
+    bm_idx = np.flatnonzero(batch >= 0)
+    lat0[bm_idx] = lat0[lead[bm_idx]]  # a batch is one message: one latency
     eligible_admin = np.flatnonzero((mta == KUMO) & (n_def >= 2) & (final != EXPIRED) & (batch < 0))
     admin = _pick(rng, eligible_admin, max(2, round(0.01 * len(eligible_admin))))
     final[admin] = ADMIN_BOUNCE
@@ -409,10 +520,14 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     n_def[admin] = n_def[admin] - 1  # the cancelled attempt is replaced by the admin bounce
 
     # ------------------------------------------------------------------ attempt rows
-    n_rows = n_def.astype(np.int64) + 1
+    # most messages get one attempt; only deferred ones are expanded into attempt rows
+    single = np.flatnonzero(n_def == 0)
+    multi = np.flatnonzero(n_def > 0)
+    s_t = t0[single] + lat0[single] + throttle[single]
+    n_rows = n_def[multi].astype(np.int64) + 1
     total = int(n_rows.sum())
-    rep = np.repeat(np.arange(n_msg), n_rows)
-    starts_r = np.concatenate([[0], np.cumsum(n_rows)[:-1]])
+    rep = np.repeat(multi, n_rows)
+    starts_r = np.concatenate([[0], np.cumsum(n_rows)[:-1]]).astype(np.int64)
     j = np.arange(total) - np.repeat(starts_r, n_rows)
     is_final = j == n_def[rep]
     jit = 1.0 + rng.random(total) * 0.15
@@ -425,7 +540,7 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     fk = final[rep]
     exp_row = is_final & (fk == EXPIRED)
     t_att = np.where(exp_row, t0[rep] + lt + rng.integers(0, 10 * MINUTE, total), t_att)
-    stuck_def = (~is_final) & (final[rep] == EXPIRED)
+    stuck_def = (~is_final) & (fk == EXPIRED)
     t_att = np.where(stuck_def, np.minimum(t_att, t0[rep] + lt - NS), t_att)
     a_kind = np.where(is_final, fk, DEFERRED).astype(np.int8)
     a_reply = np.where(is_final, freply[rep], dreply[rep]).astype(np.int16)
@@ -434,10 +549,13 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     a_aux = np.where(exp_row, dreply[rep], -1).astype(np.int32)  # last error of an expiry
     a_node = node[rep].copy()
     final_t = np.full(n_msg, np.iinfo(np.int64).max, dtype=np.int64)
+    final_t[single] = s_t
     final_t[rep[is_final]] = t_att[is_final]
-    first_t = t_att[j == 0]
+    first_t = np.zeros(n_msg, dtype=np.int64)
+    first_t[single] = s_t
+    first_t[multi] = t_att[starts_r]
     second_t = np.full(n_msg, -1, dtype=np.int64)
-    second_t[rep[j == 1]] = t_att[j == 1]
+    second_t[multi] = t_att[starts_r + 1]
 
     # transfers: some deferred kumo3 messages are drained to kumo1 while scheduled
     x_el = np.flatnonzero((node == E.KUMO3) & (n_def >= 1) & (batch < 0) & (final != EXPIRED))
@@ -448,10 +566,22 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     a_node[moved] = E.KUMO1
 
     # ------------------------------------------------------------------ event table
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("msg", "rcpt", "kind", "node", "t", "attempt", "reply", "aux", "vmta", "dom")}
+    cols: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("msg", "rcpt", "kind", "node", "t", "attempt", "reply", "aux", "vmta", "dom")
+    }
 
-    types = {"msg": np.int32, "rcpt": np.int32, "kind": np.int8, "node": np.int8, "t": np.int64,
-             "attempt": np.int16, "reply": np.int16, "aux": np.int32, "vmta": np.int8, "dom": np.int16}
+    types = {
+        "msg": np.int32,
+        "rcpt": np.int32,
+        "kind": np.int8,
+        "node": np.int8,
+        "t": np.int64,
+        "attempt": np.int16,
+        "reply": np.int16,
+        "aux": np.int32,
+        "vmta": np.int8,
+        "dom": np.int16,
+    }
 
     def add(msg, rc, kind, nd, t, attempt, reply, aux, vm, dm):
         n = len(t)
@@ -461,38 +591,147 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
 
     allm = np.arange(n_msg)
     add(allm, rcpt, RECEIVED, node, t0, 0, -1, -1, vmta, dom)
+    add(
+        single,
+        rcpt[single],
+        final[single],
+        node[single],
+        s_t,
+        0,
+        freply[single],
+        -1,
+        vmta[single],
+        dom[single],
+    )
     add(rep, rcpt[rep], a_kind, a_node, t_att, j, a_reply, a_aux, vmta[rep], dom[rep])
-    add(delayed, rcpt[delayed], QDEFER, node[delayed], t0[delayed] + lat0[delayed], 0, E.R["kumo.delayed"], -1, vmta[delayed], dom[delayed])
+    add(
+        delayed,
+        rcpt[delayed],
+        QDEFER,
+        node[delayed],
+        t0[delayed] + lat0[delayed],
+        0,
+        E.R["kumo.delayed"],
+        -1,
+        vmta[delayed],
+        dom[delayed],
+    )
 
-    eligible_rebind = np.flatnonzero((mta == KUMO) & (n_def >= 1) & (batch < 0) & (xfer_time == 0) & (second_t > 0))
+    eligible_rebind = np.flatnonzero(
+        (mta == KUMO) & (n_def >= 1) & (batch < 0) & (xfer_time == 0) & (second_t > 0)
+    )
     rebind = _pick(rng, eligible_rebind, max(2, round(0.001 * len(eligible_rebind))))
-    add(rebind, rcpt[rebind], REBIND, node[rebind], first_t[rebind] + (second_t[rebind] - first_t[rebind]) // 3, 1, E.R["kumo.rebind"], -1, vmta[rebind], dom[rebind])
+    add(
+        rebind,
+        rcpt[rebind],
+        REBIND,
+        node[rebind],
+        first_t[rebind] + (second_t[rebind] - first_t[rebind]) // 3,
+        1,
+        E.R["kumo.rebind"],
+        -1,
+        vmta[rebind],
+        dom[rebind],
+    )
     xms = rng.integers(5_000_000, 50_000_000, len(xfer))
-    add(xfer, rcpt[xfer], XFER_OUT, E.KUMO3, xfer_time[xfer], 1, E.R["kumo.xferout"], -1, vmta[xfer], dom[xfer])
-    add(xfer, rcpt[xfer], XFER_IN, E.KUMO1, xfer_time[xfer] + xms, 1, E.R["kumo.xferin"], -1, vmta[xfer], dom[xfer])
+    add(
+        xfer,
+        rcpt[xfer],
+        XFER_OUT,
+        E.KUMO3,
+        xfer_time[xfer],
+        1,
+        E.R["kumo.xferout"],
+        -1,
+        vmta[xfer],
+        dom[xfer],
+    )
+    add(
+        xfer,
+        rcpt[xfer],
+        XFER_IN,
+        E.KUMO1,
+        xfer_time[xfer] + xms,
+        1,
+        E.R["kumo.xferin"],
+        -1,
+        vmta[xfer],
+        dom[xfer],
+    )
     unk = _pick(rng, np.flatnonzero((node == E.KUMO1) & (batch < 0) & (final == DELIVERED)), 2)
-    add(unk, rcpt[unk], UNKNOWN, E.KUMO1, t0[unk] + lat0[unk] // 2, 0, E.R["kumo.unknown"], -1, vmta[unk], dom[unk])
+    add(
+        unk,
+        rcpt[unk],
+        UNKNOWN,
+        E.KUMO1,
+        t0[unk] + lat0[unk] // 2,
+        0,
+        E.R["kumo.unknown"],
+        -1,
+        vmta[unk],
+        dom[unk],
+    )
 
     delivered = np.flatnonzero((final == DELIVERED) & (final_t < t_end))
     # remote bounces: async bad mailboxes bounce after acceptance; a few content-filter NDRs
     ab = delivered[cls[delivered] == ASYNC_BAD]
-    filt = delivered[np.isin(prov[delivered], [E.P["office365"], E.P["mimecast"]]) & (cls[delivered] == NORMAL)]
+    filt = delivered[
+        np.isin(prov[delivered], [E.P["office365"], E.P["mimecast"]]) & (cls[delivered] == NORMAL)
+    ]
     cf = _pick(rng, filt, max(2, round(0.001 * len(filt))))
     for sel, key in ((ab, "async.badmb"), (cf, "async.content")):
         nd = np.where(mta[sel] == KUMO, E.KUMO1, node[sel])
-        add(sel, rcpt[sel], RBOUNCE, nd, final_t[sel] + rng.integers(MINUTE, HOUR, len(sel)), 0, E.R[key], -1, vmta[sel], dom[sel])
+        add(
+            sel,
+            rcpt[sel],
+            RBOUNCE,
+            nd,
+            final_t[sel] + rng.integers(MINUTE, HOUR, len(sel)),
+            0,
+            E.R[key],
+            -1,
+            vmta[sel],
+            dom[sel],
+        )
     # unsubscribes (KumoMTA OOB classified Unsubscribe)
     kdel = delivered[(mta[delivered] == KUMO) & (cls[delivered] == NORMAL) & (batch[delivered] < 0)]
     uns = _pick(rng, kdel, max(3, round(0.0003 * len(kdel))))
-    add(uns, rcpt[uns], RBOUNCE, E.KUMO1, final_t[uns] + rng.integers(10 * MINUTE, 20 * HOUR, len(uns)), 0, E.R["async.unsubscribe"], -1, vmta[uns], dom[uns])
+    add(
+        uns,
+        rcpt[uns],
+        RBOUNCE,
+        E.KUMO1,
+        final_t[uns] + rng.integers(10 * MINUTE, 20 * HOUR, len(uns)),
+        0,
+        E.R["async.unsubscribe"],
+        -1,
+        vmta[uns],
+        dom[uns],
+    )
     # remote status DSNs from relaying receivers (PowerMTA rs)
     pdel = delivered[(mta[delivered] == PMTA) & np.isin(prov[delivered], [E.P["office365"], E.P["mimecast"]])]
     rsm = _pick(rng, pdel, max(2, round(0.003 * len(pdel))))
     rs_reply = np.where(rng.random(len(rsm)) < 0.6, E.R["rs.relayed"], E.R["rs.delayed"])
-    add(rsm, rcpt[rsm], RSTATUS, node[rsm], final_t[rsm] + rng.integers(MINUTE, 3 * HOUR, len(rsm)), 0, rs_reply, -1, vmta[rsm], dom[rsm])
+    add(
+        rsm,
+        rcpt[rsm],
+        RSTATUS,
+        node[rsm],
+        final_t[rsm] + rng.integers(MINUTE, 3 * HOUR, len(rsm)),
+        0,
+        rs_reply,
+        -1,
+        vmta[rsm],
+        dom[rsm],
+    )
 
     # queue-level failures (PowerMTA tq): no recipient; domain + VMTA queue
-    tq_doms = np.array([E.DOMAIN[d] for d in ("comcast.net", "bücher.example", "yahoo.com", "brightwave.example", "oakridge.example")])
+    tq_doms = np.array(
+        [
+            E.DOMAIN[d]
+            for d in ("comcast.net", "bücher.example", "yahoo.com", "brightwave.example", "oakridge.example")
+        ]
+    )
     for nd in (E.PMTA1, E.PMTA2):
         vm_here = [i for i, v in enumerate(E.VMTAS) if E.POOLS[v.pool].pmta_node == nd]
         k = max(4, round(np.count_nonzero(node == nd) / 4000))
@@ -521,7 +760,9 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
         extra = _pick(rng, pool_c, 6 - int(cmask.sum()))
         cmask |= np.isin(delivered, extra)
     cm = delivered[cmask & (batch[delivered] < 0)]
-    t_c = final_t[cm] + (np.exp(rng.normal(np.log(3 * 3600), 1.0, len(cm))).clip(60, 3 * 86400) * NS).astype(np.int64)
+    t_c = final_t[cm] + (np.exp(rng.normal(np.log(3 * 3600), 1.0, len(cm))).clip(60, 3 * 86400) * NS).astype(
+        np.int64
+    )
     keep = t_c < t_end
     cm, t_c = cm[keep], t_c[keep]
     t_c = (t_c // NS) * NS  # the report's Date has second precision; every route carries that second
@@ -549,8 +790,8 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
 
     t_all = np.concatenate(cols["t"])
     idx = np.flatnonzero(t_all < t_end)
-    # stable: ties keep insertion order (polars sorts on both cores)
-    order = idx[pl.DataFrame({"t": t_all[idx]}).with_row_index("i").sort("t", maintain_order=True)["i"].to_numpy()]
+    # stable: ties keep insertion order; the blocks are nearly sorted, which timsort exploits
+    order = idx[np.argsort(t_all[idx], kind="stable")]
     ev = {k: np.concatenate(v)[order] for k, v in cols.items()}
     ev["mta"] = np.where(ev["node"] <= E.PMTA2, PMTA, KUMO).astype(np.int8)
 

@@ -16,7 +16,7 @@ buffers, so no Python code runs per row.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ import polars as pl
 from mtashift.sim import _io
 from mtashift.sim import estate as E
 from mtashift.sim import model as M
+from mtashift.sim._template import Low, Template, TimeTable, Var, chars_to_series, hex_words
 
 PMTA1_COLUMNS: tuple[str, ...] = (
     "type", "timeLogged", "timeQueued", "orig", "rcpt", "orcpt", "dsnAction", "dsnStatus", "dsnDiag",
@@ -93,9 +94,8 @@ FIELDS: dict[str, tuple[int, ...]] = {
     "reportingMta": (TC_F,),
     "reportedDomain": (TC_F,),
 }
-# Only these columns can hold a comma or a double quote; the others come from a fixed vocabulary.
-QUOTED = ("dsnDiag", "dlvEsmtpAvailable", "userAgent", "dsnStatus")
 
+BLANK = pl.Series([""], dtype=pl.String)
 BAD_TIMESTAMP = "2026-13-45 25:61:00+0000"
 BAD_UTF8_MARK = "\x01\x02"  # replaced by the bytes ff fe (invalid UTF-8) when the file is written
 CHUNK_ROWS = 750_000
@@ -108,28 +108,33 @@ def max_size_bytes(messages_per_day: int) -> int:
     return max(1, math.ceil(est / 4 / 2**20)) * 2**20
 
 
-def msg_id_series(msg_key: np.ndarray, seed: int, domain_idx: np.ndarray) -> pl.Series:
+def msg_id_series(msg_key: np.ndarray, seed: int, pool_idx: np.ndarray) -> pl.Series:
     """RFC 5322 Message-ID of each message (batch members share their leader's key)."""
-    h = _io.hex_strings(msg_key, seed * 7 + 11)
-    dom = pl.Series([p.sending_domain for p in E.POOLS]).gather(domain_idx)
+    h = chars_to_series(hex_words(msg_key, seed * 7 + 11))
+    dom = pl.Series([p.sending_domain for p in E.POOLS]).gather(pool_idx)
     return pl.DataFrame({"h": h, "d": dom}).select(pl.format("<{}@mail.{}>", "h", "d"))["h"]
 
 
-def spool_id_series(msg_key: np.ndarray, seed: int) -> pl.Series:
-    return _io.hex_strings(msg_key, seed * 13 + 5, words=2)
-
-
-@dataclass
 class Lookups:
-    """Small per-estate tables the renderers gather from."""
+    """Per-estate tables the renderers gather from (built once, shared read-only by both renderers)."""
 
-    model: M.Model
-    addr: pl.Series = field(init=False)  # per recipient
-
-    def __post_init__(self) -> None:
-        m = self.model
+    def __init__(self, model: M.Model, seed: int) -> None:
+        m = model
         dom_names = pl.Series([d.name for d in E.DOMAINS]).gather(m.r_dom)
         self.addr = pl.DataFrame({"l": m.r_local, "d": dom_names}).select(pl.format("{}@{}", "l", "d"))["l"]
+        self.addr_blank = pl.concat([self.addr, BLANK])  # index len(addr) = no recipient
+        msgs = np.arange(m.n_messages)
+        # per message: the Message-ID local part and the KumoMTA spool id
+        self.mid_hex = chars_to_series(hex_words(msgs, seed * 7 + 11))
+        self.spool_id = chars_to_series(hex_words(msgs, seed * 13 + 5, words=2))
+
+
+def lookups(model: M.Model, seed: int) -> Lookups:
+    cached = getattr(model, "_lookups", None)
+    if cached is None:
+        cached = Lookups(model, seed)
+        model._lookups = cached  # type: ignore[attr-defined]
+    return cached
 
 
 MX_WIDTH = 4
@@ -150,21 +155,6 @@ def mx_tables() -> tuple[pl.Series, pl.Series, np.ndarray]:
                 hosts.append(None)
                 ips.append(None)
     return pl.Series(hosts, dtype=pl.String), pl.Series(ips, dtype=pl.String), n_mx
-
-
-def reply_tables() -> dict[str, pl.Series]:
-    diag, status, cat, code = [], [], [], []
-    for r in E.REPLIES:
-        line = E.reply_line(r)
-        diag.append(f"smtp;{line}" if line else "")
-        status.append(E.dsn_status_text(r.enhanced, r.code))
-        cat.append(r.pmta_cat)
-        code.append(r.code)
-    return {
-        "diag": pl.Series(diag),
-        "status": pl.Series(status),
-        "cat": pl.Series(cat),
-    }
 
 
 @dataclass
@@ -191,14 +181,6 @@ class PmtaResult:
     epoch_file: str
     duplicate: tuple[str, str]  # (original, copy)
     max_size: int
-
-
-def _quote(expr: pl.Expr) -> pl.Expr:
-    return (
-        pl.when(expr.str.contains(r'[",\r\n]'))
-        .then(pl.lit('"') + expr.str.replace_all('"', '""', literal=True) + pl.lit('"'))
-        .otherwise(expr)
-    )
 
 
 def _local_days(t_ns: np.ndarray, tz: str) -> np.ndarray:
@@ -247,8 +229,15 @@ class _Writer:
             self.out.close()
             self.out = None
 
-    def write_chunk(self, lines: pl.Series, lens: np.ndarray, day: np.ndarray, period: np.ndarray, t: np.ndarray,
-                    fault_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def write_chunk(
+        self,
+        lines: pl.Series,
+        lens: np.ndarray,
+        day: np.ndarray,
+        period: np.ndarray,
+        t: np.ndarray,
+        fault_rows: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Write a chunk of lines; returns (index into ``self.files``, 1-based line number) per row."""
         n = len(lens)
         f_idx = np.zeros(n, dtype=np.int32)
@@ -275,12 +264,13 @@ class _Writer:
                 ga, gb = a + sa, a + sb
                 f_idx[ga:gb] = len(self.files) - 1
                 f_line[ga:gb] = self.lines + 1 + np.arange(gb - ga)
-                chunk = lines.slice(ga, gb - ga)
-                if fault_rows[ga:gb].any():
-                    data = b"".join(bytes(v) for v in _io.string_bytes(chunk))
-                    self.out.write(data.replace(BAD_UTF8_MARK.encode(), b"\xff\xfe"))
-                else:
-                    self.out.write(_io.string_bytes(chunk))
+                hits = np.flatnonzero(fault_rows[ga:gb])
+                cut = ga
+                for hpos in (ga + hits).tolist():
+                    self.out.write(_io.string_bytes(lines.slice(cut, hpos - cut)))
+                    self.out.write(lines[hpos].encode("utf-8").replace(BAD_UTF8_MARK.encode(), b"\xff\xfe"))
+                    cut = hpos + 1
+                self.out.write(_io.string_bytes(lines.slice(cut, gb - cut)))
                 self.lines += gb - ga
                 self.files[-1].rows += gb - ga
                 self.bytes += int(lens[ga:gb].sum())
@@ -291,284 +281,449 @@ class _Writer:
         self._close()
 
 
-def render(model: M.Model, landing: Path, *, seed: int, ledger: dict[str, np.ndarray], progress=None) -> PmtaResult:
-    """Write every PowerMTA node's accounting files; fill ``ledger`` (file id, line) for each rendered event."""
+REASONS = {
+    "bad_ts": ("bad_timestamp", "timeLogged is not a valid time"),
+    "bad_utf8": ("invalid_utf8", "bytes ff fe inside dsnDiag"),
+    "malformed": ("malformed_csv", "unterminated quoted field running to the end of the file"),
+}
+
+
+@dataclass
+class NodeResult:
+    files: list[FileInfo]
+    quarantine: list[dict]
+    fault_eids: list[int]
+
+
+def render_node(
+    model: M.Model,
+    landing: Path,
+    node: int,
+    *,
+    seed: int,
+    ledger: dict[str, np.ndarray],
+    file_base: int,
+    progress=None,
+) -> NodeResult:
+    """Write one PowerMTA node's accounting files; fill ``ledger`` (file id, line) for its events."""
     ev = model.ev
-    m = model.m
-    lk = Lookups(model)
-    mx_host, mx_ip, n_mx = mx_tables()
-    rt = reply_tables()
+    spec = E.NODES[node]
+    lk = lookups(model, seed)
+    tables = TimeTables(model)
     max_size = max_size_bytes(model.messages_per_day)
-    all_files: list[FileInfo] = []
-    quarantine: list[dict] = []
-    fault_eids: dict[str, int] = {}
-    fault_locations: dict[str, tuple[int, int]] = {}
-    for node in (E.PMTA1, E.PMTA2):
-        spec = E.NODES[node]
-        rows = np.flatnonzero(ev["node"] == node)
-        if len(rows) == 0:
-            continue
-        t_all = ev["t"][rows]
-        days = _local_days(t_all, spec.tz)
-        period = np.zeros(len(rows), dtype=np.int64)
-        epoch_day = -1
-        if node == E.PMTA1:
-            distinct = np.unique(days)
-            epoch_day = int(distinct[min(1, len(distinct) - 1)])
-            period_end = epoch_day * M.DAY + EPOCH_PERIOD_HOURS * M.HOUR
-            period = ((days == epoch_day) & (t_all >= epoch_day * M.DAY) & (t_all < period_end)).astype(np.int64)
-            # after the reload the same day continues in a new file (period 2)
-            period = np.where((days == epoch_day) & (t_all >= period_end), 2, period)
-        faults = Faults()
-        kinds = ev["kind"][rows]
-        d_rows = np.flatnonzero(kinds == M.DELIVERED)
-        if node == E.PMTA1:
-            candidates = d_rows[period[d_rows] != 1]
-            if len(candidates):
-                faults.bad_ts = int(rows[candidates[len(candidates) // 2]])
-            faults.malformed = int(rows[-1])
-        else:
-            distinct = np.unique(days)
-            target_day = distinct[min(1, len(distinct) - 1)]
-            cand = d_rows[days[d_rows] == target_day]
-            if len(cand) == 0:
-                cand = d_rows
-            if len(cand):
-                faults.bad_utf8 = int(rows[cand[min(5, len(cand) - 1)]])
-        columns = COLUMNS[node]
-        header = ",".join(columns) + spec.line_end
-        writer = _Writer(landing, node, header, max_size, int(days.max()))
-        base_file = len(all_files)
-        for c0 in range(0, len(rows), CHUNK_ROWS):
-            sel = rows[c0 : c0 + CHUNK_ROWS]
-            lines = _render_lines(model, sel, node, period[c0 : c0 + CHUNK_ROWS] == 1, lk, mx_host, mx_ip, n_mx, rt, seed, faults)
-            lens = lines.str.len_bytes().to_numpy().astype(np.int64)
-            fault_rows = sel == faults.bad_utf8
-            f_idx, f_line = writer.write_chunk(lines, lens, days[c0 : c0 + CHUNK_ROWS], period[c0 : c0 + CHUNK_ROWS], ev["t"][sel], fault_rows)
-            ledger["file"][sel] = f_idx + base_file
-            ledger["line"][sel] = f_line
-            for name, eid in (("bad_ts", faults.bad_ts), ("bad_utf8", faults.bad_utf8), ("malformed", faults.malformed)):
-                hit = np.flatnonzero(sel == eid)
-                if len(hit):
-                    fault_locations[name] = (int(f_idx[hit[0]]) + base_file, int(f_line[hit[0]]))
-            if progress:
-                progress("pmta", int(min(c0 + CHUNK_ROWS, len(rows))), int(len(rows)))
-        writer.finish()
-        all_files.extend(writer.files)
-        for name, eid in (("bad_ts", faults.bad_ts), ("bad_utf8", faults.bad_utf8), ("malformed", faults.malformed)):
-            if eid >= 0:
-                fault_eids[name] = eid
-
-    epoch_file = next((f.rel for f in all_files if f.period == 1), "")
-    reasons = {
-        "bad_ts": ("bad_timestamp", "timeLogged is not a valid time"),
-        "bad_utf8": ("invalid_utf8", "bytes ff fe inside dsnDiag"),
-        "malformed": ("malformed_csv", "unterminated quoted field running to the end of the file"),
-    }
-    for name, (fi, line) in sorted(fault_locations.items()):
-        reason, detail = reasons[name]
-        quarantine.append(
-            {"source_kind": "pmta", "source_file": all_files[fi].rel, "source_line": line, "reason": reason, "detail": detail}
+    rows = np.flatnonzero(ev["node"] == node)
+    if len(rows) == 0:
+        return NodeResult([], [], [])
+    t_all = ev["t"][rows]
+    days = _local_days(t_all, spec.tz)
+    period = np.zeros(len(rows), dtype=np.int64)
+    if node == E.PMTA1:
+        # one morning written with iso-times off; a reload at 06:00 forces a new file for the rest of the day
+        distinct = np.unique(days)
+        epoch_day = int(distinct[min(1, len(distinct) - 1)])
+        period_end = epoch_day * M.DAY + EPOCH_PERIOD_HOURS * M.HOUR
+        period = ((days == epoch_day) & (t_all < period_end)).astype(np.int64)
+        period = np.where((days == epoch_day) & (t_all >= period_end), 2, period)
+    faults = Faults()
+    d_rows = np.flatnonzero(ev["kind"][rows] == M.DELIVERED)
+    if node == E.PMTA1:
+        candidates = d_rows[period[d_rows] != 1]
+        if len(candidates):
+            faults.bad_ts = int(rows[candidates[len(candidates) // 2]])
+        faults.malformed = int(rows[-1])
+    else:
+        distinct = np.unique(days)
+        cand = d_rows[days[d_rows] == distinct[min(1, len(distinct) - 1)]]
+        if len(cand) == 0:
+            cand = d_rows
+        if len(cand):
+            faults.bad_utf8 = int(rows[cand[min(5, len(cand) - 1)]])
+    tmpl = build_template(node, [j for j, _t in model.jobs])
+    writer = _Writer(landing, node, ",".join(COLUMNS[node]) + spec.line_end, max_size, int(days.max()))
+    locations: dict[str, tuple[int, int]] = {}
+    named = {"bad_ts": faults.bad_ts, "bad_utf8": faults.bad_utf8, "malformed": faults.malformed}
+    for c0 in range(0, len(rows), CHUNK_ROWS):
+        sel = rows[c0 : c0 + CHUNK_ROWS]
+        part = slice(c0, c0 + CHUNK_ROWS)
+        lines = _render_lines(model, sel, node, period[part] == 1, lk, tmpl, seed, faults, tables)
+        lens = lines.str.len_bytes().to_numpy().astype(np.int64)
+        f_idx, f_line = writer.write_chunk(
+            lines, lens, days[part], period[part], ev["t"][sel], sel == faults.bad_utf8
         )
-    faulty = {all_files[fi].rel for fi, _l in fault_locations.values()}
+        ledger["file"][sel] = f_idx + file_base
+        ledger["line"][sel] = f_line
+        for name, eid in named.items():
+            hit = np.flatnonzero(sel == eid)
+            if len(hit):
+                locations[name] = (int(f_idx[hit[0]]), int(f_line[hit[0]]))
+        if progress:
+            progress(f"pmta:{spec.name}", min(c0 + CHUNK_ROWS, len(rows)), len(rows))
+    writer.finish()
+    quarantine = []
+    for name, (fi, line) in sorted(locations.items()):
+        reason, detail = REASONS[name]
+        quarantine.append(
+            {
+                "source_kind": "pmta",
+                "source_file": writer.files[fi].rel,
+                "source_line": line,
+                "reason": reason,
+                "detail": detail,
+            }
+        )
+    return NodeResult(writer.files, quarantine, sorted(e for e in named.values() if e >= 0))
 
-    # a byte-identical copy of one clean file under the next free name of its day
+
+def finalize(landing: Path, model: M.Model, results: list[NodeResult]) -> PmtaResult:
+    """Merge the nodes' results and add the duplicate file: a byte-identical copy of one clean file."""
+    files = [f for r in results for f in r.files]
+    quarantine = [q for r in results for q in r.quarantine]
+    faulty = {q["source_file"] for q in quarantine}
+    epoch_file = next((f.rel for f in files if f.period == 1), "")
     dup = ("", "")
-    for f in all_files:
+    for f in files:
         if f.node != "pmta2" or f.rel in faulty or f.rel == epoch_file:
             continue
         day_prefix = f.rel.rsplit("-", 1)[0]
-        same_day = [g.rel for g in all_files if g.rel.rsplit("-", 1)[0] == day_prefix]
-        last_seq = max(int(r.rsplit("-", 1)[1].split(".")[0]) for r in same_day)
-        ext = ".csv.gz" if f.gz else ".csv"
-        copy_rel = f"{day_prefix}-{last_seq + 1:04d}{ext}"
+        last_seq = max(
+            int(g.rel.rsplit("-", 1)[1].split(".")[0]) for g in files if g.rel.rsplit("-", 1)[0] == day_prefix
+        )
+        copy_rel = f"{day_prefix}-{last_seq + 1:04d}" + (".csv.gz" if f.gz else ".csv")
         src = landing / f.rel
-        dst = landing / copy_rel
-        st = src.stat()
-        _io.write_file(dst, src.read_bytes(), mtime=int(st.st_mtime), mode=_io.READ_ONLY)
+        _io.write_file(
+            landing / copy_rel, src.read_bytes(), mtime=int(src.stat().st_mtime), mode=_io.READ_ONLY
+        )
         dup = (f.rel, copy_rel)
         break
-    return PmtaResult(all_files, quarantine, sorted(fault_eids.values()), epoch_file, dup, max_size)
+    return PmtaResult(
+        files,
+        quarantine,
+        sorted(e for r in results for e in r.fault_eids),
+        epoch_file,
+        dup,
+        max_size_bytes(model.messages_per_day),
+    )
 
 
-def _render_lines(model: M.Model, sel: np.ndarray, node: int, epoch: np.ndarray, lk: Lookups,
-                  mx_host: pl.Series, mx_ip: pl.Series, n_mx: np.ndarray, rt: dict[str, pl.Series],
-                  seed: int, faults: Faults) -> pl.Series:
+def render(
+    model: M.Model, landing: Path, *, seed: int, ledger: dict[str, np.ndarray], progress=None
+) -> PmtaResult:
+    """Both nodes in sequence (the generator runs :func:`render_node` per node on worker threads)."""
+    results = [
+        render_node(
+            model, landing, node, seed=seed, ledger=ledger, file_base=(i + 1) << 16, progress=progress
+        )
+        for i, node in enumerate((E.PMTA1, E.PMTA2))
+    ]
+    return finalize(landing, model, results)
+
+
+def split_reply(reply: E.Reply) -> tuple[str, str, int]:
+    """A reply's one-line text split around its one high-cardinality placeholder.
+
+    Returns (head, tail, var) with var 0 = none, 1 = {qid}, 2 = {rcpt}; low-cardinality
+    placeholders ({ip}, {domain}, {sdomain}) stay in head/tail for the template to fill.
+    """
+    line = E.reply_line(reply)
+    for var, ph in ((1, "{qid}"), (2, "{rcpt}")):
+        if ph in line:
+            head, tail = line.split(ph, 1)
+            if "{qid}" in tail or "{rcpt}" in tail:
+                raise ValueError(f"reply {reply.key} has two high-cardinality placeholders")
+            return head, tail, var
+    return line, "", 0
+
+
+REPLY_SPLIT = [split_reply(r) for r in E.REPLIES]
+REPLY_VAR = np.array([0] + [v for _h, _t, v in REPLY_SPLIT], dtype=np.int8)  # indexed by reply + 1
+
+
+def fill_low(text: str, vmta: int, dom: int) -> str:
+    v = E.VMTAS[vmta]
+    return (
+        text.replace("{ip}", v.ip)
+        .replace("{domain}", E.DOMAINS[dom].name)
+        .replace("{sdomain}", E.POOLS[v.pool].sending_domain)
+    )
+
+
+def csv_field(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\r\n') else text
+
+
+def _mx(k: dict[str, int]) -> tuple[str, str] | None:
+    d = E.DOMAINS[k["mx"] // MX_WIDTH]
+    if not d.mx:
+        return None
+    return d.mx[(k["mx"] % MX_WIDTH) % len(d.mx)]
+
+
+def _value_fns(node: int, jobs: list[str]) -> dict[str, Low | Var | tuple]:
+    """Per column: how its text is made (Low from keys, a Var, or the split diag)."""
+    spec = E.NODES[node]
+
+    def vm(k):
+        return E.VMTAS[k["vmta"]]
+
+    def reply(k):
+        return E.REPLIES[k["reply"] - 1] if k["reply"] > 0 else None
+
+    def no_session(k):
+        return k["tc"] == TC_X or (k["tc"] == TC_B and _mx(k) is None)
+
+    def action(k):
+        tc = k["tc"]
+        if tc == TC_D:
+            return "relayed"
+        if tc in (TC_B, TC_X):
+            return "failed"
+        if tc == TC_RS and reply(k) is not None and reply(k).key == "rs.relayed":
+            return "relayed"
+        return "delayed"
+
+    def status(k):
+        if k["tc"] == TC_X:
+            return "4.4.7 (delivery time expired)"
+        r = reply(k)
+        return csv_field(E.dsn_status_text(r.enhanced, r.code)) if r else ""
+
+    def bounce_cat(k):
+        tc = k["tc"]
+        if tc == TC_X:
+            return "message-expired"
+        if tc == TC_D:
+            return "success" if spec.success_category else ""
+        r = reply(k)
+        return r.pmta_cat if r else ""
+
+    def mta_pair(k):
+        mx = _mx(k)
+        return f"{mx[0]} ({mx[1]})" if mx else ""
+
+    def session_value(fn):
+        return lambda k: "" if no_session(k) else fn(k)
+
+    def diag_head(k):
+        r = reply(k)
+        if r is None:
+            return ""
+        head, tail, _v = REPLY_SPLIT[k["reply"] - 1]
+        text = fill_low(head, k["vmta"], k["mx"] // MX_WIDTH)
+        full = text + fill_low(tail, k["vmta"], k["mx"] // MX_WIDTH)
+        prefix = "smtp;" if (head or tail) else ""
+        return ('"' + (prefix + text).replace('"', '""')) if _needs_quote(full) else prefix + text
+
+    def diag_tail(k):
+        r = reply(k)
+        if r is None:
+            return ""
+        head, tail, _v = REPLY_SPLIT[k["reply"] - 1]
+        text = fill_low(tail, k["vmta"], k["mx"] // MX_WIDTH)
+        full = fill_low(head, k["vmta"], k["mx"] // MX_WIDTH) + text
+        return (text.replace('"', '""') + '"') if _needs_quote(full) else text
+
+    def prov(k):
+        return E.DOMAINS[k["mx"] // MX_WIDTH].provider
+
+    return {
+        "type": Low(lambda k: TYPE_TEXT[k["tc"]], ("tc",)),
+        "timeLogged": Var("tl"),
+        "timeQueued": Var("tq"),
+        "orig": Low(lambda k: E.POOLS[vm(k).pool].sender, ("vmta",)),
+        "rcpt": Var("rcpt"),
+        "orcpt": Low(lambda k: "", ()),
+        "dsnAction": Low(action, ("tc", "reply")),
+        "dsnStatus": Low(status, ("tc", "reply")),
+        "dsnDiag": (
+            Low(diag_head, ("reply", "vmta", "mx")),
+            Var("dv"),
+            Low(diag_tail, ("reply", "vmta", "mx")),
+        ),
+        "dsnMta": Low(session_value(mta_pair), ("tc", "mx")),
+        "bounceCat": Low(bounce_cat, ("tc", "reply")),
+        "srcType": Low(
+            lambda k: "smtp" if k["tc"] in (TC_RB, TC_RS) else E.POOLS[vm(k).pool].src_type, ("tc", "vmta")
+        ),
+        "srcMta": Low(
+            lambda k: mta_pair(k) if k["tc"] in (TC_RB, TC_RS) else "{} ({})".format(*E.INJECTORS[k["inj"]]),
+            ("tc", "mx", "inj"),
+        ),
+        "dlvType": Low(session_value(lambda k: "smtp"), ("tc", "mx")),
+        "dlvSourceIp": Low(
+            lambda k: vm(k).ip if (k["tc"] == TC_F or not no_session(k)) else "", ("tc", "mx", "vmta")
+        ),
+        "dlvDestinationIp": Low(session_value(lambda k: (_mx(k) or ("", ""))[1]), ("tc", "mx")),
+        "dlvEsmtpAvailable": Low(
+            session_value(lambda k: csv_field(E.DOMAINS[k["mx"] // MX_WIDTH].esmtp)), ("tc", "mx")
+        ),
+        "dlvSize": Var("size"),
+        "vmta": Low(lambda k: E.POOLS[vm(k).pool].name if k["tc"] == TC_R else vm(k).name, ("tc", "vmta")),
+        "jobId": Low(lambda k: jobs[k["job"]], ("job",)),
+        "envId": Low(lambda k: "", ()),
+        "queue": Low(
+            lambda k: (
+                f"{E.DOMAINS[k['mx'] // MX_WIDTH].queue or E.DOMAINS[k['mx'] // MX_WIDTH].name}/{vm(k).name}"
+            ),
+            ("mx", "vmta"),
+        ),
+        "vmtaPool": Low(lambda k: E.POOLS[vm(k).pool].name, ("vmta",)),
+        "header_x-job": Low(lambda k: jobs[k["job"]], ("job",)),
+        "header_Message-Id": (
+            Low(lambda k: "<", ()),
+            Var("mid"),
+            Low(lambda k: f"@mail.{E.POOLS[vm(k).pool].sending_domain}>", ("vmta",)),
+        ),
+        "rcvSourceIp": Low(lambda k: E.INJECTORS[k["inj"]][1], ("inj",)),
+        "rcvDestinationIp": Low(lambda k: spec.listener_ip, ()),
+        "dsnReportingMta": Low(lambda k: (_mx(k) or ("", ""))[0], ("mx",)),
+        "format": Low(
+            lambda k: ("jmrp" if prov(k) == "microsoft" else "arf") if k["tc"] == TC_F else "dsn",
+            ("tc", "mx"),
+        ),
+        "repSourceIp": Low(lambda k: spec.public_ip, ()),
+        "feedbackType": Low(lambda k: "abuse", ()),
+        "userAgent": Low(
+            lambda k: csv_field(E.FBL_REPORTER.get(prov(k), E.FBL_REPORTER["other"])[0]), ("mx",)
+        ),
+        "reportingMta": Low(lambda k: E.FBL_REPORTER.get(prov(k), E.FBL_REPORTER["other"])[1], ("mx",)),
+        "reportedDomain": Low(lambda k: E.POOLS[vm(k).pool].sending_domain, ("vmta",)),
+    }
+
+
+def _needs_quote(text: str) -> bool:
+    return any(ch in text for ch in ',"\r\n')
+
+
+def build_template(node: int, jobs: list[str]) -> Template:
+    spec = E.NODES[node]
+    columns = COLUMNS[node]
+    fns = _value_fns(node, jobs)
+    last = {
+        tc: max(i for i, c in enumerate(columns) if c in ("type", "timeLogged") or tc in FIELDS.get(c, ()))
+        for tc in range(len(TYPE_TEXT))
+    }
+
+    def applies(col: str, tc: int) -> bool:
+        return col in ("type", "timeLogged") or tc in FIELDS.get(col, ())
+
+    def guard(col: str, low: Low) -> Low:
+        return Low(
+            lambda k, f=low.fn: f(k) if applies(col, k["tc"]) else "", tuple(sorted({"tc", *low.keys}))
+        )
+
+    items: list = []
+    for i, col in enumerate(columns):
+        if i > 0:
+            if spec.drop_trailing_empty:
+                items.append(Low(lambda k, i=i: "," if i <= last[k["tc"]] else "", ("tc",)))
+            else:
+                items.append(",")
+        value = fns[col]
+        parts = value if isinstance(value, tuple) else (value,)
+        for part in parts:
+            items.append(part if isinstance(part, Var) else guard(col, part))
+    items.append(spec.line_end)
+    sizes = {
+        "tc": len(TYPE_TEXT),
+        "vmta": len(E.VMTAS),
+        "mx": len(E.DOMAINS) * MX_WIDTH,
+        "reply": len(E.REPLIES) + 1,
+        "inj": len(E.INJECTORS),
+        "job": max(1, len(jobs)),
+    }
+    return Template(items, sizes)
+
+
+def _render_lines(
+    model: M.Model,
+    sel: np.ndarray,
+    node: int,
+    epoch: np.ndarray,
+    lk: Lookups,
+    tmpl: Template,
+    seed: int,
+    faults: Faults,
+    tables: TimeTables,
+) -> pl.Series:
     ev = model.ev
     m = model.m
     spec = E.NODES[node]
     kind = ev["kind"][sel]
-    tc = np.zeros(len(sel), dtype=np.int8)
-    for k, code in KIND_TO_TC.items():
-        tc[kind == k] = code
+    tc = KIND_TC[kind]
     msg = ev["msg"][sel]
-    has_msg = msg >= 0
-    mi = np.where(has_msg, msg, 0)
-    rcpt = ev["rcpt"][sel]
-    ri = np.where(rcpt >= 0, rcpt, 0)
-    vm = ev["vmta"][sel].astype(np.int64)
-    dom = ev["dom"][sel].astype(np.int64)
-    pool = np.array([v.pool for v in E.VMTAS], dtype=np.int64)[vm]
-    reply = ev["reply"][sel].astype(np.int64)
-    aux = ev["aux"][sel].astype(np.int64)
+    mi = np.where(msg >= 0, msg, 0)
     eid = sel.astype(np.int64)
-    t_s = ev["t"][sel] // M.NS
-    t0_s = m["t0"][mi] // M.NS
+    dom = ev["dom"][sel].astype(np.int64)
     h = M.mix64(eid.astype(np.uint64), seed)
-    mx_k = (h % n_mx[dom].astype(np.uint64)).astype(np.int64)
-    mx_i = dom * MX_WIDTH + mx_k
-    prov = np.array([E.P[d.provider] for d in E.DOMAINS], dtype=np.int64)[dom]
-    job = m["job"][mi]
-    jobs = pl.Series([j for j, _t in model.jobs])
-    vnames = pl.Series([v.name for v in E.VMTAS])
-    vips = pl.Series([v.ip for v in E.VMTAS])
-    pnames = pl.Series([p.name for p in E.POOLS])
-    senders = pl.Series([p.sender for p in E.POOLS])
-    sdomains = pl.Series([p.sending_domain for p in E.POOLS])
-    dnames = pl.Series([d.name for d in E.DOMAINS])
-    qdoms = pl.Series([d.queue or d.name for d in E.DOMAINS])
-    esmtp = pl.Series([d.esmtp for d in E.DOMAINS])
-    inj = pl.Series([f"{h_} ({ip})" for h_, ip in E.INJECTORS])
-    inj_ip = pl.Series([ip for _h, ip in E.INJECTORS])
-    ua = pl.Series([E.FBL_REPORTER.get(p, E.FBL_REPORTER["other"])[0] for p in E.PROVIDERS])
-    rmta = pl.Series([E.FBL_REPORTER.get(p, E.FBL_REPORTER["other"])[1] for p in E.PROVIDERS])
-    diag_reply = np.where(tc == TC_X, np.where(aux >= 0, aux, reply), reply)
-    diag_reply = np.where(diag_reply >= 0, diag_reply, 0)
-    msg_key = m["lead"][mi]
-
-    fmt_time = _time_formatter(spec.tz)
-    df = pl.DataFrame(
-        {
-            "tc": tc,
-            "eid": eid,
-            "t": t_s,
-            "t0": t0_s,
-            "epoch": epoch,
-            "has_msg": has_msg,
-            "rcpt": lk.addr.gather(ri),
-            "vmta": vnames.gather(vm),
-            "ip": vips.gather(vm),
-            "pool": pnames.gather(pool),
-            "orig": senders.gather(pool),
-            "sdomain": sdomains.gather(pool),
-            "domain": dnames.gather(dom),
-            "qdom": qdoms.gather(dom),
-            "mxh": mx_host.gather(mx_i),
-            "mxip": mx_ip.gather(mx_i),
-            "esmtp": esmtp.gather(dom),
-            "job": jobs.gather(job),
-            "size": m["size"][mi],
-            "src": inj.gather(m["injector"][mi]),
-            "src_ip": inj_ip.gather(m["injector"][mi]),
-            "srctype": np.array([p.src_type for p in E.POOLS])[pool],
-            "diag_t": rt["diag"].gather(diag_reply),
-            "status_t": rt["status"].gather(np.where(reply >= 0, reply, 0)),
-            "cat": rt["cat"].gather(np.where(reply >= 0, reply, 0)),
-            "qid": _io.hex_strings(eid, seed + 99),
-            "mid": msg_id_series(msg_key, seed, pool),
-            "ua": ua.gather(prov),
-            "rmta": rmta.gather(prov),
-            "jmrp": prov == E.P["microsoft"],
-            "nx": np.array([d.kind == "nxdomain" for d in E.DOMAINS])[dom],
-            "relayed": reply == E.R["rs.relayed"],
-        }
-    )
-    c = pl.col
-    tcol = c("tc")
-
-    def only(types: tuple[int, ...], value: pl.Expr) -> pl.Expr:
-        return pl.when(tcol.is_in(list(types))).then(value).otherwise(pl.lit(None, dtype=pl.String))
-
-    diag = (
-        c("diag_t")
-        .str.replace("{ip}", c("ip"), literal=True)
-        .str.replace("{rcpt}", c("rcpt"), literal=True)
-        .str.replace("{qid}", c("qid"), literal=True)
-        .str.replace("{domain}", c("domain"), literal=True)
-        .str.replace("{sdomain}", c("sdomain"), literal=True)
-    )
-    if faults.bad_utf8 >= 0:
-        diag = pl.when(c("eid") == faults.bad_utf8).then(diag + pl.lit(" " + BAD_UTF8_MARK + " (d\u00e9lai)")).otherwise(diag)
-    time_logged = pl.when(c("epoch")).then(c("t").cast(pl.String)).otherwise(fmt_time(c("t")))
-    if faults.bad_ts >= 0:
-        time_logged = pl.when(c("eid") == faults.bad_ts).then(pl.lit(BAD_TIMESTAMP)).otherwise(time_logged)
-    time_queued = pl.when(c("epoch")).then(c("t0").cast(pl.String)).otherwise(fmt_time(c("t0")))
-    mta_pair = pl.format("{} ({})", c("mxh"), c("mxip"))
-    is_x = tcol == TC_X
-    # expiries and bounces for domains without MX come from no SMTP session: no dlv*/dsnMta values
-    no_session = is_x | (c("nx") & (tcol == TC_B))
-    values: dict[str, pl.Expr] = {
-        "type": _type_expr(tcol),
-        "timeLogged": time_logged,
-        "timeQueued": time_queued,
-        "orig": c("orig"),
-        "rcpt": c("rcpt"),
-        "orcpt": pl.when(c("pool") == "pool-trans").then(pl.lit("rfc822;") + c("rcpt")).otherwise(None),
-        "dsnAction": pl.when(tcol == TC_D).then(pl.lit("relayed"))
-        .when(tcol.is_in([TC_B, TC_X])).then(pl.lit("failed"))
-        .when(tcol == TC_T).then(pl.lit("delayed"))
-        .when(c("relayed")).then(pl.lit("relayed"))
-        .otherwise(pl.lit("delayed")),
-        "dsnStatus": pl.when(is_x).then(pl.lit("4.4.7 (delivery time expired)")).otherwise(c("status_t")),
-        "dsnDiag": diag,
-        "dsnMta": pl.when(no_session).then(None).otherwise(mta_pair),
-        "bounceCat": pl.when(is_x).then(pl.lit("message-expired"))
-        .when(tcol == TC_D).then(pl.lit("success") if spec.success_category else pl.lit(None, dtype=pl.String))
-        .otherwise(c("cat")),
-        "srcType": pl.when(tcol.is_in([TC_RB, TC_RS])).then(pl.lit("smtp")).otherwise(c("srctype")),
-        "srcMta": pl.when(tcol.is_in([TC_RB, TC_RS])).then(mta_pair).otherwise(c("src")),
-        "dlvType": pl.when(no_session).then(None).otherwise(pl.lit("smtp")),
-        "dlvSourceIp": pl.when(no_session & (tcol != TC_F)).then(None).otherwise(c("ip")),
-        "dlvDestinationIp": pl.when(no_session).then(None).otherwise(c("mxip")),
-        "dlvEsmtpAvailable": pl.when(no_session).then(None).otherwise(c("esmtp")),
-        "dlvSize": c("size").cast(pl.String),
-        "vmta": pl.when(tcol == TC_R).then(c("pool")).otherwise(c("vmta")),
-        "jobId": c("job"),
-        "envId": pl.lit(None, dtype=pl.String),
-        "queue": pl.format("{}/{}", c("qdom"), c("vmta")),
-        "vmtaPool": c("pool"),
-        "header_x-job": c("job"),
-        "header_Message-Id": c("mid"),
-        "rcvSourceIp": c("src_ip"),
-        "rcvDestinationIp": pl.lit(spec.listener_ip),
-        "dsnReportingMta": c("mxh"),
-        "format": pl.when(tcol == TC_F).then(pl.when(c("jmrp")).then(pl.lit("jmrp")).otherwise(pl.lit("arf"))).otherwise(pl.lit("dsn")),
-        "repSourceIp": pl.lit(spec.public_ip),
-        "feedbackType": pl.lit("abuse"),
-        "userAgent": c("ua"),
-        "reportingMta": c("rmta"),
-        "reportedDomain": c("sdomain"),
+    mx = dom * MX_WIDTH + (h % N_MX[dom].astype(np.uint64)).astype(np.int64)
+    reply1 = ev["reply"][sel].astype(np.int64) + 1
+    keys = {
+        "tc": tc,
+        "vmta": ev["vmta"][sel],
+        "mx": mx,
+        "reply": reply1,
+        "inj": m["injector"][mi],
+        "job": m["job"][mi],
     }
-    exprs = []
-    for name in COLUMNS[node]:
-        v = values[name]
-        if name in FIELDS:
-            v = only(FIELDS[name], v)
-        if name in QUOTED:
-            v = _quote(v)
-        exprs.append(v.fill_null(""))
-    line = pl.concat_str(exprs, separator=",")
-    if spec.drop_trailing_empty:
-        line = line.str.strip_chars_end(",")
-    if faults.malformed >= 0:
+    n = len(sel)
+    dbt = np.isin(tc, DBT)
+    table = tables.for_tz(spec.tz)
+    blank_i = len(table.table)  # index of "" in the padded table
+    t_s = ev["t"][sel] // M.NS
+    tq_i = np.where(dbt, m["t0"][mi] // M.NS - table.t0, blank_i)
+    tl = table.padded.gather(t_s - table.t0)
+    tq = table.padded.gather(tq_i)
+    if epoch.any():
+        e_tl = pl.Series(t_s).cast(pl.String)
+        e_tq = pl.concat([pl.Series(m["t0"][mi] // M.NS).cast(pl.String), BLANK])
+        tl = pl.DataFrame({"a": tl, "b": e_tl, "e": epoch}).select(
+            pl.when("e").then("b").otherwise("a").alias("x")
+        )["x"]
+        tq = pl.DataFrame({"a": tq, "b": e_tq.gather(np.where(dbt, np.arange(n), n)), "e": epoch}).select(
+            pl.when("e").then("b").otherwise("a").alias("x")
+        )["x"]
+    rcpt_idx = np.where(tc == TC_TQ, len(lk.addr), np.where(ev["rcpt"][sel] >= 0, ev["rcpt"][sel], 0))
+    rcpt = lk.addr_blank.gather(rcpt_idx)
+    var_kind = REPLY_VAR[reply1]
+    ar = np.arange(n)
+    with_qid = np.flatnonzero(var_kind == 1)
+    qid = chars_to_series(hex_words(eid[with_qid], seed + 99))
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[with_qid] = np.arange(len(with_qid))
+    dv = pl.concat([qid, rcpt, BLANK]).gather(
+        np.where(var_kind == 1, pos, np.where(var_kind == 2, len(with_qid) + ar, len(with_qid) + n))
+    )
+    size = pl.concat([pl.Series(m["size"][mi]).cast(pl.String), BLANK]).gather(np.where(tc == TC_D, ar, n))
+    mid = lk.mid_hex.gather(m["lead"][mi])
+    mid = pl.concat([mid, BLANK]).gather(np.where(np.isin(tc, MID_TYPES), ar, n))
+    if faults.bad_ts >= 0 and (pos := np.flatnonzero(sel == faults.bad_ts)).size:
+        tl = tl.scatter(pos, BAD_TIMESTAMP)
+    if faults.bad_utf8 >= 0 and (pos := np.flatnonzero(sel == faults.bad_utf8)).size:
+        dv = dv.scatter(pos, dv[int(pos[0])] + " " + BAD_UTF8_MARK + " (d\u00e9lai)")
+    lines = tmpl.render(n, keys, {"tl": tl, "tq": tq, "rcpt": rcpt, "dv": dv, "size": size, "mid": mid})
+    if faults.malformed >= 0 and (pos := np.flatnonzero(sel == faults.malformed)).size:
         # an unterminated quote opening the second field; nothing follows but the end of the file
-        line = pl.when(c("eid") == faults.malformed).then(line.str.replace(",", ',"', literal=True)).otherwise(line)
-    line = line + pl.lit(spec.line_end)
-    return df.select(line.alias("line"))["line"]
+        lines = lines.scatter(pos, lines[int(pos[0])].replace(",", ',"', 1))
+    return lines
 
 
-def _type_expr(tcol: pl.Expr) -> pl.Expr:
-    expr = pl.lit(None, dtype=pl.String)
-    for code, text in enumerate(TYPE_TEXT):
-        expr = pl.when(tcol == code).then(pl.lit(text)).otherwise(expr)
-    return expr
+KIND_TC = np.zeros(15, dtype=np.int8)
+for _k, _c in KIND_TO_TC.items():
+    KIND_TC[_k] = _c
+MID_TYPES = (TC_R, *DBT, TC_F)
+N_MX = np.array([max(1, len(d.mx)) for d in E.DOMAINS], dtype=np.int64)
 
 
-def _time_formatter(tz: str):
-    def fmt(col: pl.Expr) -> pl.Expr:
-        dt = pl.from_epoch(col, time_unit="s")
-        if tz == "UTC":
-            return dt.dt.strftime("%Y-%m-%d %H:%M:%S+0000")
-        return dt.dt.replace_time_zone("UTC").dt.convert_time_zone(tz).dt.strftime("%Y-%m-%d %H:%M:%S%z")
+class TimeTables:
+    """PowerMTA ``YYYY-MM-DD HH:MM:SS±hhmm`` strings for every second of the period, per time zone."""
 
-    return fmt
+    def __init__(self, model: M.Model) -> None:
+        self.t0 = int(model.t_start // M.NS) - 1
+        self.t1 = int(model.t_end // M.NS) + 1
+        self._by_tz: dict[str, TimeTable] = {}
+
+    def for_tz(self, tz: str) -> TimeTable:
+        if tz not in self._by_tz:
+            fmt = "%Y-%m-%d %H:%M:%S+0000" if tz == "UTC" else "%Y-%m-%d %H:%M:%S%z"
+            self._by_tz[tz] = TimeTable(self.t0, self.t1, fmt, tz=None if tz == "UTC" else tz)
+        return self._by_tz[tz]

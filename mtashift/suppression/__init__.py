@@ -1,0 +1,1 @@
+"""Suppression-list rebuild: legacy import, address normalisation, policy, build, diff, exports."""

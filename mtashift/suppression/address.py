@@ -250,7 +250,9 @@ def normalize_column(
 def normalize_address(text: str, *, allow_domain: bool = False) -> Normalized:
     """Normalise one value; raises :class:`InvalidAddress` with the reason when it is not one."""
     row = (
-        normalize_expr_frame(pl.DataFrame({"v": [text]}, schema={"v": pl.String}), "v", allow_domain=allow_domain)
+        normalize_expr_frame(
+            pl.DataFrame({"v": [text]}, schema={"v": pl.String}), "v", allow_domain=allow_domain
+        )
         .collect()
         .row(0, named=True)
     )

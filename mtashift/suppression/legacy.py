@@ -344,6 +344,16 @@ def parse_legacy_file(data: bytes, *, rel: str) -> tuple[pl.DataFrame, pl.DataFr
         },
     )
     normalized = normalize_column(frame, "cell", allow_domain=True).collect()
+    if dialect is not None:
+        # In an address column a bare `example.com` is far more often a mangled address
+        # (`name-at-example.com`) than a domain entry; there, only `@example.com` means a domain.
+        bare = (pl.col("kind") == "domain") & ~pl.col("cell").str.starts_with("@")
+        normalized = normalized.with_columns(
+            pl.when(bare)
+            .then(pl.lit("a bare domain in an address column (write @domain for a whole-domain entry)"))
+            .otherwise(pl.col("invalid"))
+            .alias("invalid")
+        )
     bad = normalized.filter(pl.col("invalid").is_not_null())
     good = normalized.filter(pl.col("invalid").is_null())
     quarantine.extend(

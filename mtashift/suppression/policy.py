@@ -90,6 +90,7 @@ class SuppressionPolicy:
     evidence_cap: int
     consequence_overrides: dict[str, str]
     verdict_event_types: tuple[str, ...]
+    failure_event_types: tuple[str, ...]
     unsubscribe_categories: tuple[str, ...]
     suppress_expire_days: int | None
     retry_failures: int
@@ -127,7 +128,9 @@ def _scope_literal(value: Any, where: str) -> str:
     if not isinstance(value, str) or not (
         value == "global" or value.startswith(("tenant:", "sender_domain:"))
     ):
-        raise ValueError(f"suppression policy: `{where}` must be `global`, `tenant:<t>` or `sender_domain:<d>`")
+        raise ValueError(
+            f"suppression policy: `{where}` must be `global`, `tenant:<t>` or `sender_domain:<d>`"
+        )
     return value
 
 
@@ -150,19 +153,26 @@ def from_document(doc: Mapping[str, Any]) -> SuppressionPolicy:
             )
     r = b["retry_then_suppress"]
     if r["count"] not in COUNT_MODES:
-        raise ValueError(f"suppression policy: `bounces.retry_then_suppress.count` must be one of {list(COUNT_MODES)}")
+        raise ValueError(
+            f"suppression policy: `bounces.retry_then_suppress.count` must be one of {list(COUNT_MODES)}"
+        )
     d = b["domain"]
     cap = doc["evidence_cap"]
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
         raise ValueError("suppression policy: `evidence_cap` must be a positive integer")
     failures = r["failures"]
     if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
-        raise ValueError("suppression policy: `bounces.retry_then_suppress.failures` must be a positive integer")
+        raise ValueError(
+            "suppression policy: `bounces.retry_then_suppress.failures` must be a positive integer"
+        )
     min_rcpt = d["min_distinct_recipients"]
     if isinstance(min_rcpt, bool) or not isinstance(min_rcpt, int) or min_rcpt < 1:
-        raise ValueError("suppression policy: `bounces.domain.min_distinct_recipients` must be a positive integer")
+        raise ValueError(
+            "suppression policy: `bounces.domain.min_distinct_recipients` must be a positive integer"
+        )
     file_scopes = tuple(
-        (str(k), _scope_literal(v, f"legacy.file_scopes.{k}")) for k, v in (doc["legacy"].get("file_scopes") or {}).items()
+        (str(k), _scope_literal(v, f"legacy.file_scopes.{k}"))
+        for k, v in (doc["legacy"].get("file_scopes") or {}).items()
     )
     return SuppressionPolicy(
         precedence=precedence,
@@ -170,10 +180,13 @@ def from_document(doc: Mapping[str, Any]) -> SuppressionPolicy:
         evidence_cap=cap,
         consequence_overrides=overrides,
         verdict_event_types=tuple(b["verdict_event_types"]),
+        failure_event_types=tuple(b["failure_event_types"]),
         unsubscribe_categories=tuple(b["unsubscribe_categories"]),
         suppress_expire_days=_days(b["suppress"]["expire_after_days"], "bounces.suppress.expire_after_days"),
         retry_failures=failures,
-        retry_window_days=_days(r["window_days"], "bounces.retry_then_suppress.window_days", nullable=False) or 1,
+        retry_window_days=int(
+            _days(r["window_days"], "bounces.retry_then_suppress.window_days", nullable=False) or 0
+        ),
         retry_count=r["count"],
         retry_expire_days=_days(r["expire_after_days"], "bounces.retry_then_suppress.expire_after_days"),
         domain_enabled=bool(d["enabled"]),
@@ -182,7 +195,9 @@ def from_document(doc: Mapping[str, Any]) -> SuppressionPolicy:
         domain_expire_days=_days(d["expire_after_days"], "bounces.domain.expire_after_days"),
         complaint_ignore_types=tuple(str(t).lower() for t in doc["complaints"]["ignore_feedback_types"]),
         complaint_expire_days=_days(doc["complaints"]["expire_after_days"], "complaints.expire_after_days"),
-        unsubscribe_expire_days=_days(doc["unsubscribes"]["expire_after_days"], "unsubscribes.expire_after_days"),
+        unsubscribe_expire_days=_days(
+            doc["unsubscribes"]["expire_after_days"], "unsubscribes.expire_after_days"
+        ),
         legacy_expire_days=_days(doc["legacy"]["expire_after_days"], "legacy.expire_after_days"),
         legacy_file_scopes=file_scopes,
         document=dict(doc),

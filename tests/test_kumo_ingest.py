@@ -1,0 +1,841 @@
+"""KumoMTA log ingest: record mapping, broken input, zstd damage, open segments, webhooks, counting.
+
+Every fixture is built here (our own records in the shapes of formats.md B.7); expected values are
+written out by hand.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+import zstandard
+
+from mtashift.ingest import kumo
+from mtashift.ingest.common import event_id_of
+from mtashift.ingest.kumo import (
+    KumoFileJob,
+    KumoFileStats,
+    classify_kumo_path,
+    ingest_kumo_file,
+    ingest_kumo_files,
+    is_open_segment,
+    kumo_event_id,
+    parse_kumo_file,
+)
+from schemas.events import EVENT_SCHEMA
+from schemas.quarantine import QUARANTINE_SCHEMA, REASONS
+
+from .conftest import samples_dir
+
+# --------------------------------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------------------------------
+
+# 2026-11-01T12:05:06Z = 1793491200 (2026-11-01T00:00:00Z) + 12*3600 + 5*60 + 6
+T_EVENT = 1793534706
+
+DELIVERY: dict = {
+    "type": "Delivery",
+    "id": "7a1c0e5e2b3f11efa0d2525400123456",
+    "sender": "bounces@News.Sender.Example",
+    "recipient": "Jane.Doe@Bücher.Example",
+    "queue": "spring-sale:acme@bücher.example!relay.example.net",
+    "site": "ip-7->(mx1|mx2).mail.example@smtp",
+    "size": 20480,
+    "response": {
+        "code": 250,
+        "enhanced_code": {"class": 2, "subject": 0, "detail": 0},
+        "content": "Ok: queued as 4F1B2",
+        "command": ".",
+    },
+    "peer_address": {"name": "MX1.Mail.Example.", "addr": "192.0.2.25"},
+    "timestamp": T_EVENT,
+    "event_time": "2026-11-01T12:05:06.123456789Z",
+    "created": 1793534700,
+    "created_time": "2026-11-01T12:05:00.500000000Z",
+    "num_attempts": 2,
+    "bounce_classification": "Uncategorized",
+    "egress_pool": "warm-pool",
+    "egress_source": "ip-7",
+    "source_address": {"address": "198.51.100.7:49152", "protocol": "haproxy", "server": "203.0.113.9:5000"},
+    "feedback_report": None,
+    "meta": {"job_id": "job-4711", "campaign": "spring-sale"},
+    "headers": {"Subject": "Spring sale", "X-Job": "hdr-job"},
+    "delivery_protocol": "ESMTP",
+    "reception_protocol": "HTTP",
+    "nodeid": "0b7d6d3e-1f2a-4c55-9e0e-2a1b3c4d5e6f",
+    "tls_cipher": "TLS_AES_128_GCM_SHA256",
+    "tls_protocol_version": "TLSv1.3",
+    "tls_peer_subject_name": ["C=DE", "CN=mx1.mail.example"],
+    "provider_name": "other",
+    "session_id": "5d3c2b1a-0000-4000-8000-000000000001",
+}
+
+RECEPTION: dict = {
+    "type": "Reception",
+    "id": "1e2d3c4b5a6911efb0c1525400abcdef",
+    "sender": "newsletter@shop.example",
+    "recipient": "max@example.net",
+    "queue": "example.net",
+    "site": "",
+    "size": 3120,
+    "response": {"code": 250, "enhanced_code": None, "content": "", "command": None},
+    "peer_address": {"name": "Injector-01.Shop.Example", "addr": "10.20.30.40"},
+    "timestamp": 1793520000,
+    "event_time": "2026-11-01T08:00:00.000000500Z",
+    "created": 1793520000,
+    "created_time": "2026-11-01T08:00:00.000000500Z",
+    "num_attempts": 0,
+    "bounce_classification": "Uncategorized",
+    "egress_pool": None,
+    "egress_source": None,
+    "source_address": None,
+    "feedback_report": None,
+    "meta": {},
+    "headers": {},
+    "delivery_protocol": None,
+    "reception_protocol": "ESMTP",
+    "nodeid": "0b7d6d3e-1f2a-4c55-9e0e-2a1b3c4d5e6f",
+    "session_id": "77777777-0000-4000-8000-000000000002",
+}
+
+# An old one-line record (before 2025.10.06 and before the protocol/nodeid fields): epoch times only.
+OLD_RECEPTION = (
+    '{"type":"Reception","id":"0f6b2a90e60111ed8162000d3afc0001","sender":"alerts@example.org",'
+    '"recipient":"ops@example.net","queue":"example.net","site":"","size":512,"response":{"code":250,'
+    '"enhanced_code":null,"content":"","command":null},"peer_address":{"name":"","addr":"10.9.8.7"},'
+    '"timestamp":1682712864,"created":1682712800,"num_attempts":0,"bounce_classification":"Uncategorized",'
+    '"egress_pool":null,"egress_source":null,"feedback_report":null,"meta":{},"headers":{"Subject":"hi"}}'
+)
+
+
+def line(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def with_(base: dict, **changes: object) -> dict:
+    rec = copy.deepcopy(base)
+    rec.update(changes)
+    return rec
+
+
+def write_text(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    return path
+
+
+def zstd_blocks(chunks: list[bytes], *, finish: bool = True) -> tuple[bytes, list[int]]:
+    """One zstd frame, a block flushed after each chunk; returns the data and the end offset of each block."""
+    cobj = zstandard.ZstdCompressor().compressobj()
+    out = bytearray()
+    ends = []
+    for chunk in chunks:
+        out += cobj.compress(chunk)
+        out += cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        ends.append(len(out))
+    if finish:
+        out += cobj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+    return bytes(out), ends
+
+
+def write_segment(path: Path, data: bytes, *, closed: bool = True) -> Path:
+    write_text(path, data)
+    path.chmod(0o444 if closed else 0o644)
+    return path
+
+
+def parse(path: Path, rel: str, **kw: object) -> tuple[pl.DataFrame, pl.DataFrame, KumoFileStats]:
+    events, quarantine, stats = parse_kumo_file(path, rel_path=rel, **kw)  # type: ignore[arg-type]
+    assert events.schema == EVENT_SCHEMA
+    assert quarantine.schema == QUARANTINE_SCHEMA
+    assert_reconciles(stats, events, quarantine)
+    return events, quarantine, stats
+
+
+def assert_reconciles(stats: KumoFileStats, events: pl.DataFrame, quarantine: pl.DataFrame) -> None:
+    assert stats.events == events.height
+    assert stats.quarantined == quarantine.height
+    assert stats.records_read == stats.records_ok + stats.quarantined
+    assert (
+        stats.lines_read + stats.fanout
+        == stats.events + stats.duplicates + stats.quarantined + stats.other_lines
+    )
+    assert set(quarantine["reason"].to_list()) <= set(REASONS)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------------------------------
+# record mapping
+# --------------------------------------------------------------------------------------------------
+
+
+def test_full_delivery_maps_every_column(tmp_path: Path) -> None:
+    p = write_text(tmp_path / "kumo" / "n1" / "d.jsonl", line(DELIVERY) + "\n")
+    events, quarantine, stats = parse(p, "kumo/n1/d.jsonl")
+    assert quarantine.height == 0
+    row = events.row(0, named=True)
+    key = "\x1f".join(
+        [
+            "Delivery",
+            "7a1c0e5e2b3f11efa0d2525400123456",
+            "1793534706123456789",  # event_time in ns, full precision
+            "Jane.Doe@Bücher.Example",
+            "2",
+            "0b7d6d3e-1f2a-4c55-9e0e-2a1b3c4d5e6f",
+            "5d3c2b1a-0000-4000-8000-000000000001",
+            "bounces@News.Sender.Example",
+            "192.0.2.25",
+        ]
+    )
+    expected = {
+        "event_id": event_id_of("kumo", key),
+        "mta": "kumo",
+        "event_type": "delivered",
+        "raw_type": "Delivery",
+        "event_time": utc(2026, 11, 1, 12, 5, 6, 123456),
+        "queued_time": utc(2026, 11, 1, 12, 5, 0, 500000),
+        "sender": "bounces@News.Sender.Example",
+        "sender_domain": "news.sender.example",
+        "recipient": "Jane.Doe@Bücher.Example",
+        "recipient_domain": "xn--bcher-kva.example",
+        "pool": "warm-pool",
+        "source": "ip-7",
+        "source_ip": "198.51.100.7",
+        "mx_host": "mx1.mail.example",
+        "mx_ip": "192.0.2.25",
+        "smtp_code": 250,
+        "enhanced_status": "2.0.0",
+        "response": "Ok: queued as 4F1B2",
+        "raw_bounce_category": "Uncategorized",
+        "job_id": "job-4711",
+        "campaign": "spring-sale",
+        "tenant": "acme",
+        "message_id": "7a1c0e5e2b3f11efa0d2525400123456",
+        "size_bytes": 20480,
+        "attempts": 2,
+        "tls_protocol": "TLSv1.3",
+        "tls_cipher": "TLS_AES_128_GCM_SHA256",
+        "node": "0b7d6d3e-1f2a-4c55-9e0e-2a1b3c4d5e6f",
+        "source_file": "kumo/n1/d.jsonl",
+        "source_line": 1,
+    }
+    assert {k: row[k] for k in expected} == expected
+    assert len(row["event_id"]) == 32
+    # extra is the record itself, losslessly (meta, headers, source_address extras, tls_peer_subject_name, ...)
+    assert json.loads(row["extra"]) == DELIVERY
+    assert stats.records_read == 1 and stats.records_ok == 1 and stats.events == 1
+
+
+def test_reception_keeps_client_peer_out_of_mx_columns(tmp_path: Path) -> None:
+    p = write_text(tmp_path / "r.jsonl", line(RECEPTION) + "\n")
+    events, _q, _s = parse(p, "kumo/n1/r.jsonl")
+    row = events.row(0, named=True)
+    assert row["event_type"] == "received"
+    assert row["event_time"] == utc(2026, 11, 1, 8, 0, 0, 0)  # 500 ns truncate to the microsecond
+    assert (row["mx_host"], row["mx_ip"]) == (None, None)  # EHLO name / client IP of the injector
+    assert (row["pool"], row["source"], row["source_ip"]) == (None, None, None)
+    assert (row["smtp_code"], row["enhanced_status"], row["response"]) == (250, None, "")
+    assert (row["campaign"], row["tenant"], row["job_id"]) == (None, None, None)
+    assert json.loads(row["extra"])["peer_address"] == {
+        "name": "Injector-01.Shop.Example",
+        "addr": "10.20.30.40",
+    }
+    # the sub-microsecond digits still distinguish the event
+    assert row["event_id"] == kumo_event_id(
+        raw_type="Reception", message_id=RECEPTION["id"], key_time="1793520000000000500", recipient="max@example.net",
+        attempts=0, node=RECEPTION["nodeid"], session_id=RECEPTION["session_id"], sender="newsletter@shop.example",
+        peer_addr="10.20.30.40",
+    )  # fmt: skip
+
+
+def test_old_record_without_newer_fields(tmp_path: Path) -> None:
+    p = write_text(tmp_path / "old.jsonl", OLD_RECEPTION + "\n")
+    events, _q, _s = parse(p, "kumo/n1/old.jsonl")
+    row = events.row(0, named=True)
+    assert row["event_time"] == utc(2023, 4, 28, 20, 14, 24)  # 1682712864
+    assert row["queued_time"] == utc(2023, 4, 28, 20, 13, 20)  # 1682712800
+    assert (row["node"], row["tls_protocol"], row["tls_cipher"]) == (None, None, None)
+    assert row["recipient_domain"] == "example.net"
+    assert row["size_bytes"] == 512
+    assert json.loads(row["extra"])["headers"] == {"Subject": "hi"}
+    assert row["event_id"] == kumo_event_id(
+        raw_type="Reception", message_id="0f6b2a90e60111ed8162000d3afc0001", key_time="1682712864000000000",
+        recipient="ops@example.net", attempts=0, node=None, session_id=None, sender="alerts@example.org",
+        peer_addr="10.9.8.7",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw_type", "event_type"),
+    [
+        ("Reception", "received"),
+        ("Delivery", "delivered"),
+        ("TransientFailure", "deferred"),
+        ("Delayed", "queue_deferred"),
+        ("Bounce", "bounced"),
+        ("Expiration", "expired"),
+        ("AdminBounce", "admin_bounce"),
+        ("OOB", "remote_bounce"),
+        ("Feedback", "complaint"),
+        ("Rejection", "rejected"),
+        ("AdminRebind", "other"),
+        ("DeferredInjectionRebind", "other"),
+        ("XferOut", "other"),
+        ("XferIn", "other"),
+        ("SuspendNotice", "other"),  # a type this version does not know
+    ],
+)
+def test_every_record_type(tmp_path: Path, raw_type: str, event_type: str) -> None:
+    p = write_text(tmp_path / "t.jsonl", line(with_(DELIVERY, type=raw_type)) + "\n")
+    events, _q, _s = parse(p, "kumo/n1/t.jsonl")
+    assert events.select("raw_type", "event_type").row(0) == (raw_type, event_type)
+    inbound = raw_type in ("Reception", "Rejection", "Feedback", "XferIn")
+    assert events["mx_host"][0] == (None if inbound else "mx1.mail.example")
+
+
+def test_failure_records_keep_code_status_text_and_class(tmp_path: Path) -> None:
+    bounce = with_(
+        DELIVERY,
+        type="Bounce",
+        response={
+            "code": 550,
+            "enhanced_code": {"class": 5, "subject": 1, "detail": 1},
+            "content": "The email account that you tried to reach does not exist",
+            "command": "RCPT TO",
+        },
+        bounce_classification="InvalidRecipient",
+    )
+    transient = with_(
+        DELIVERY,
+        type="TransientFailure",
+        response={
+            "code": 451,
+            "enhanced_code": None,
+            "content": "KumoMTA internal: no answer",
+            "command": None,
+        },
+        bounce_classification="MyOwnLabel",  # user-defined classes are an open set
+        size=0,
+    )
+    p = write_text(tmp_path / "f.jsonl", line(bounce) + "\n" + line(transient) + "\n")
+    events, _q, _s = parse(p, "kumo/n1/f.jsonl")
+    got = events.select(
+        "event_type", "smtp_code", "enhanced_status", "response", "raw_bounce_category", "size_bytes"
+    )
+    assert got.rows() == [
+        (
+            "bounced",
+            550,
+            "5.1.1",
+            "The email account that you tried to reach does not exist",
+            "InvalidRecipient",
+            20480,
+        ),
+        ("deferred", 451, None, "KumoMTA internal: no answer", "MyOwnLabel", 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("queue", "campaign", "tenant"),
+    [
+        ("campaign:tenant@domain.example", "campaign", "tenant"),
+        ("tenant@domain.example", None, "tenant"),
+        ("campaign:@domain.example", "campaign", None),
+        ("domain.example", None, None),
+        ("c1:t1@domain.example!routing.example", "c1", "t1"),
+        ("t2@domain.example!routing.example", None, "t2"),
+        ("a:b:c@domain.example", "a", "b:c"),  # KumoMTA splits at the first `:`
+        ("", None, None),
+    ],
+)
+def test_queue_names(tmp_path: Path, queue: str, campaign: str | None, tenant: str | None) -> None:
+    p = write_text(tmp_path / "q.jsonl", line(with_(DELIVERY, queue=queue)) + "\n")
+    events, _q, _s = parse(p, "kumo/n1/q.jsonl")
+    assert events.select("campaign", "tenant").row(0) == (campaign, tenant)
+
+
+@pytest.mark.parametrize(
+    ("source_address", "source_ip"),
+    [
+        ({"address": "10.0.0.1:53210"}, "10.0.0.1"),
+        ({"address": "[2001:db8::7]:25"}, "2001:db8::7"),
+        ({"address": "[::1]:25"}, "::1"),
+        ({"address": "2001:db8::7"}, "2001:db8::7"),
+        ({"address": "10.0.0.2"}, "10.0.0.2"),
+        ({"address": "10.0.0.3:0", "protocol": "socks5", "server": "192.168.1.1:5000"}, "10.0.0.3"),
+        (None, None),
+    ],
+)
+def test_source_address(tmp_path: Path, source_address: dict | None, source_ip: str | None) -> None:
+    p = write_text(tmp_path / "s.jsonl", line(with_(DELIVERY, source_address=source_address)) + "\n")
+    events, _q, _s = parse(p, "kumo/n1/s.jsonl")
+    assert events["source_ip"][0] == source_ip
+
+
+def test_job_id_sources(tmp_path: Path) -> None:
+    recs = [
+        with_(DELIVERY, meta={"jobId": 99}, headers={}),  # number -> text
+        with_(DELIVERY, meta={"x-job": "xj"}, headers={"X-Job": "hj"}),
+        with_(DELIVERY, meta={"campaign": "c"}, headers={"X-Job": "hj"}),
+        with_(DELIVERY, meta={}, headers={}),
+    ]
+    for i, r in enumerate(recs):
+        r["id"] = f"id{i}"
+    p = write_text(tmp_path / "j.jsonl", "".join(line(r) + "\n" for r in recs))
+    events, _q, _s = parse(p, "kumo/n1/j.jsonl")
+    assert events["job_id"].to_list() == ["99", "xj", "hj", None]
+
+
+def test_times_offsets_and_fallbacks(tmp_path: Path) -> None:
+    recs = [
+        # an explicit offset is converted to UTC
+        with_(
+            DELIVERY, id="a", event_time="2026-11-01T14:05:06.25+02:00", created_time=None, created=1793534700
+        ),
+        # an unusable event_time falls back to the epoch seconds
+        with_(DELIVERY, id="b", event_time="yesterday", timestamp=1793534707),
+        # neither: quarantined
+        with_(DELIVERY, id="c", event_time=None, timestamp=None),
+    ]
+    recs[2].pop("timestamp")
+    p = write_text(tmp_path / "t.jsonl", "".join(line(r) + "\n" for r in recs))
+    events, quarantine, _s = parse(p, "kumo/n1/t.jsonl")
+    assert events.select("message_id", "event_time", "queued_time").rows() == [
+        ("a", utc(2026, 11, 1, 12, 5, 6, 250000), utc(2026, 11, 1, 12, 5, 0)),
+        ("b", utc(2026, 11, 1, 12, 5, 7), utc(2026, 11, 1, 12, 5, 0, 500000)),
+    ]
+    assert quarantine.select("source_line", "reason").rows() == [(3, "bad_timestamp")]
+
+
+def test_feedback_byte_arrays_and_version_forms_are_kept(tmp_path: Path) -> None:
+    report = {
+        "feedback_type": "abuse",
+        "user_agent": "SomeGenerator/1.0",
+        "version": "1",
+        "arrival_date": "2026-11-01T11:00:00Z",
+        "incidents": None,
+        "original_envelope_id": None,
+        "original_mail_from": "<bounces@news.sender.example>",
+        "reporting_mta": {"mta_type": "dns", "name": "mail.example.com"},
+        "source_ip": "192.0.2.1",
+        "authentication_results": ["mail.example.com; spf=fail smtp.mail=bounces@news.sender.example"],
+        "original_rcpto_to": ["<user@example.com>"],
+        "reported_domain": ["example.net"],
+        "reported_uri": ["http://example.net/earn_money.html"],
+        "extensions": {"removal-recipient": [[117, 64, 101, 46, 99, 111, 109]]},
+        "original_message": [70, 114, 111, 109, 58, 32, 60, 62, 13, 10],
+        "supplemental_trace": {"recipient": "trace@example.com", "job_id": "job-1"},
+    }
+    fb1 = with_(RECEPTION, type="Feedback", sender="abuse@isp.example", recipient="fbl@fbl.sender.example",
+                feedback_report=report)  # fmt: skip
+    report2 = dict(report, version=1, original_rcpto_to=[])
+    fb2 = with_(fb1, id="2e2d3c4b5a6911efb0c1525400abcdef", feedback_report=report2)
+    report3 = dict(report2, supplemental_trace=None)
+    fb3 = with_(fb1, id="3e2d3c4b5a6911efb0c1525400abcdef", feedback_report=report3)
+    p = write_text(tmp_path / "fb.jsonl", "".join(line(r) + "\n" for r in (fb1, fb2, fb3)))
+    events, _q, _s = parse(p, "kumo/n1/fb.jsonl")
+    assert events["event_type"].to_list() == ["complaint"] * 3
+    # the complaint is about the original message: its recipient and sender, not the FBL envelope
+    assert events["recipient"].to_list() == [
+        "user@example.com",
+        "trace@example.com",
+        "fbl@fbl.sender.example",
+    ]
+    assert events["sender"].to_list() == ["bounces@news.sender.example"] * 3
+    assert events["recipient_domain"].to_list() == ["example.com", "example.com", "fbl.sender.example"]
+    extras = [json.loads(x)["feedback_report"] for x in events["extra"]]
+    assert extras == [report, report2, report3]
+    assert extras[0]["original_message"] == [70, 114, 111, 109, 58, 32, 60, 62, 13, 10]
+    assert extras[0]["extensions"]["removal-recipient"] == [[117, 64, 101, 46, 99, 111, 109]]
+    assert (extras[0]["version"], extras[1]["version"]) == ("1", 1)
+
+
+def test_unknown_fields_are_kept(tmp_path: Path) -> None:
+    rec = with_(DELIVERY, bogus=None, future_field={"nested": [1, 2.5, "x"]})
+    p = write_text(tmp_path / "u.jsonl", line(rec) + "\n")
+    events, _q, _s = parse(p, "kumo/n1/u.jsonl")
+    extra = json.loads(events["extra"][0])
+    assert extra["bogus"] is None and "bogus" in extra
+    assert extra["future_field"] == {"nested": [1, 2.5, "x"]}
+
+
+# --------------------------------------------------------------------------------------------------
+# recipients, arrays, duplicates
+# --------------------------------------------------------------------------------------------------
+
+
+def test_recipient_array_fans_out_with_the_same_ids_as_single_records(tmp_path: Path) -> None:
+    batched = with_(DELIVERY, recipient=["a@gmail.com", "B@Gmail.com", "c@gmail.com"])
+    p = write_text(tmp_path / "b.jsonl", line(batched) + "\n")
+    events, _q, stats = parse(p, "kumo/n1/b.jsonl")
+    assert events["recipient"].to_list() == ["a@gmail.com", "B@Gmail.com", "c@gmail.com"]
+    assert events["recipient_domain"].to_list() == ["gmail.com"] * 3
+    assert events["source_line"].to_list() == [1, 1, 1]
+    assert events["event_id"].n_unique() == 3
+    assert (stats.records_read, stats.records_ok, stats.events, stats.fanout) == (1, 1, 3, 2)
+    singles = write_text(tmp_path / "s.jsonl", "".join(line(with_(DELIVERY, recipient=r)) + "\n"
+                                                    for r in ("a@gmail.com", "B@Gmail.com", "c@gmail.com")))  # fmt: skip
+    single_events, _q, _s = parse(singles, "kumo/n1/s.jsonl")
+    assert single_events["event_id"].to_list() == events["event_id"].to_list()
+
+
+def test_recipient_string_that_starts_with_a_bracket_stays_one_recipient(tmp_path: Path) -> None:
+    p = write_text(tmp_path / "b.jsonl", line(with_(DELIVERY, recipient='["x"]@odd.example')) + "\n")
+    events, _q, _s = parse(p, "kumo/n1/b.jsonl")
+    assert events["recipient"].to_list() == ['["x"]@odd.example']
+    assert events["recipient_domain"].to_list() == ["odd.example"]
+
+
+def test_empty_recipient_array_gives_one_event_without_recipient(tmp_path: Path) -> None:
+    p = write_text(tmp_path / "e.jsonl", line(with_(DELIVERY, recipient=[])) + "\n")
+    events, _q, stats = parse(p, "kumo/n1/e.jsonl")
+    assert events.select("recipient", "recipient_domain").rows() == [(None, None)]
+    assert stats.fanout == 0
+
+
+def test_webhook_batches_arrays_per_line(tmp_path: Path) -> None:
+    a, b, c, d = (with_(DELIVERY, id=f"id-{x}") for x in "abcd")
+    text = (
+        f"[{line(a)},{line(b)}]\n"  # a batch of two
+        f"{line(c)}\n"
+        "[]\n"  # an empty batch carries nothing
+        f"[{line(d)}, 7]\n"  # the second element is not a record
+    )
+    p = write_text(tmp_path / "kumo" / "webhooks" / "batch.json", text)
+    events, quarantine, stats = parse(p, "kumo/webhooks/batch.json")
+    assert events.select("message_id", "source_line").rows() == [
+        ("id-a", 1),
+        ("id-b", 1),
+        ("id-c", 2),
+        ("id-d", 4),
+    ]
+    assert [json.loads(x).get("record_index") for x in events["extra"]] == [0, 1, None, 0]
+    assert quarantine.select("source_line", "reason", "raw_text").rows() == [(4, "not_a_record", "7")]
+    assert "record 1 of the JSON array" in quarantine["detail"][0]
+    assert (stats.kind, stats.lines_read, stats.records_read, stats.other_lines, stats.fanout) == (
+        "webhook", 4, 5, 1, 2,
+    )  # fmt: skip
+
+
+def test_webhook_whole_file_pretty_printed_array(tmp_path: Path) -> None:
+    a, b = with_(DELIVERY, id="id-a"), with_(RECEPTION, id="id-b")
+    text = "\n" + json.dumps([a, b], indent=2, ensure_ascii=False) + "\n"
+    p = write_text(tmp_path / "kumo" / "webhooks" / "pretty.json", text)
+    events, quarantine, stats = parse(p, "kumo/webhooks/pretty.json")
+    assert quarantine.height == 0
+    assert stats.document_mode
+    assert events.select("message_id", "source_line").rows() == [("id-a", 2), ("id-b", 2)]  # the `[` line
+    extras = [json.loads(x) for x in events["extra"]]
+    assert [x.pop("record_index") for x in extras] == [0, 1]
+    assert extras == [a, b]
+    assert (stats.lines_read, stats.records_read, stats.fanout, stats.events) == (1, 2, 1, 2)
+
+
+def test_webhook_single_pretty_printed_object(tmp_path: Path) -> None:
+    p = write_text(tmp_path / "kumo" / "webhooks" / "one.json", json.dumps(RECEPTION, indent=4) + "\n")
+    events, _q, stats = parse(p, "kumo/webhooks/one.json")
+    assert events.select("message_id", "source_line").rows() == [(RECEPTION["id"], 1)]
+    assert json.loads(events["extra"][0]) == RECEPTION
+    assert stats.document_mode
+
+
+def test_duplicates_in_a_file_are_dropped_and_ids_match_across_files(tmp_path: Path) -> None:
+    # The same event delivered twice by the hook, the second copy serialised differently and with other meta
+    # (a log hook may select other meta/headers than the local logs).
+    copy2 = json.dumps(with_(DELIVERY, meta={"other": 1}), indent=1)
+    copy2 = copy2.replace("\n", "")
+    text = line(DELIVERY) + "\n" + line(RECEPTION) + "\n" + copy2 + "\n"
+    hook = write_text(tmp_path / "kumo" / "webhooks" / "cap.jsonl", text)
+    events, _q, stats = parse(hook, "kumo/webhooks/cap.jsonl")
+    assert events["message_id"].to_list() == [DELIVERY["id"], RECEPTION["id"]]
+    assert (stats.events, stats.duplicates, stats.records_ok) == (2, 1, 3)
+    seg = write_segment(
+        tmp_path / "kumo" / "n1" / "20261101-120000.000000001",
+        zstandard.ZstdCompressor().compress((line(RECEPTION) + "\n" + line(DELIVERY) + "\n").encode()),
+    )
+    seg_events, _q, _s = parse(seg, "kumo/n1/20261101-120000.000000001")
+    assert sorted(seg_events["event_id"].to_list()) == sorted(events["event_id"].to_list())
+
+
+def test_duplicates_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kumo, "PLAIN_READ_SIZE", 700)  # many pieces, so many chunks
+    recs = [with_(DELIVERY, id=f"m{i}") for i in range(6)]
+    text = "".join(line(r) + "\n" for r in recs + recs[:2])
+    p = write_text(tmp_path / "c.jsonl", text)
+    events, _q, stats = parse(p, "kumo/n1/c.jsonl", chunk_bytes=900)
+    assert events["message_id"].to_list() == [f"m{i}" for i in range(6)]
+    assert events["source_line"].to_list() == [1, 2, 3, 4, 5, 6]
+    assert stats.duplicates == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# broken input
+# --------------------------------------------------------------------------------------------------
+
+
+def test_broken_lines_are_quarantined_with_line_offset_and_text(tmp_path: Path) -> None:
+    good = line(DELIVERY)
+    fallback = line(with_(DELIVERY, id="fb", event_time="not a time"))
+    lines_ = [
+        good.encode(),
+        b'{"type":"Delivery","id":',  # broken JSON
+        b"",  # blank
+        b"42",  # JSON, not a record
+        b'{"kind":"Delivery"}',  # no type
+        b'{"type":"Bounce","id":"x","recipient":"a@b.example"}',  # no time at all
+        fallback.encode(),
+        b'{"type":"Delivery","x":"\xff\xfe"}',  # not UTF-8
+        b'  {"type":"Deliv',  # last line, no newline, incomplete
+    ]
+    data = b"\n".join(lines_)
+    p = write_text(tmp_path / "bad.jsonl", data)
+    events, quarantine, stats = parse(p, "kumo/n1/bad.jsonl")
+    assert events["message_id"].to_list() == [DELIVERY["id"], "fb"]
+    assert events["source_line"].to_list() == [1, 7]
+    offsets = [sum(len(x) + 1 for x in lines_[:i]) for i in range(len(lines_))]
+    assert quarantine.select("source_kind", "source_file", "source_line", "byte_offset", "reason").rows() == [
+        ("kumo", "kumo/n1/bad.jsonl", 2, offsets[1], "invalid_json"),
+        ("kumo", "kumo/n1/bad.jsonl", 4, offsets[3], "not_a_record"),
+        ("kumo", "kumo/n1/bad.jsonl", 5, offsets[4], "not_a_record"),
+        ("kumo", "kumo/n1/bad.jsonl", 6, offsets[5], "bad_timestamp"),
+        ("kumo", "kumo/n1/bad.jsonl", 8, offsets[7], "invalid_utf8"),
+        ("kumo", "kumo/n1/bad.jsonl", 9, offsets[8], "incomplete_record"),
+    ]
+    assert quarantine["raw_text"].to_list() == [
+        '{"type":"Delivery","id":',
+        "42",
+        '{"kind":"Delivery"}',
+        '{"type":"Bounce","id":"x","recipient":"a@b.example"}',
+        '{"type":"Delivery","x":"\ufffd\ufffd"}',
+        '  {"type":"Deliv',
+    ]
+    assert quarantine["detail"][0].startswith("invalid JSON")
+    assert (stats.lines_read, stats.other_lines, stats.records_read, stats.quarantined, stats.records_ok) == (
+        9, 1, 8, 6, 2,
+    )  # fmt: skip
+
+
+def test_crlf_bom_and_missing_final_newline(tmp_path: Path) -> None:
+    data = b"\xef\xbb\xbf" + line(DELIVERY).encode() + b"\r\n" + line(RECEPTION).encode()
+    p = write_text(tmp_path / "w.jsonl", data)
+    events, quarantine, _s = parse(p, "kumo/n1/w.jsonl")
+    assert quarantine.height == 0
+    assert events["source_line"].to_list() == [1, 2]
+    assert [json.loads(x) for x in events["extra"]] == [DELIVERY, RECEPTION]
+    assert not events["extra"][0].endswith("\r")
+
+
+# --------------------------------------------------------------------------------------------------
+# zstd segments: damage, open segments
+# --------------------------------------------------------------------------------------------------
+
+
+def _records(n: int) -> list[bytes]:
+    return [(line(with_(DELIVERY, id=f"r{i}")) + "\n").encode() for i in range(1, n + 1)]
+
+
+def test_truncated_stream_keeps_intact_records(tmp_path: Path) -> None:
+    l1, l2, l3, l4, l5 = _records(5)
+    data, ends = zstd_blocks([l1, l2, l3, l4[:20], l4[20:] + l5])
+    cut = data[: ends[3] + 3]  # inside the header of the block holding the rest of line 4 and line 5
+    p = write_segment(tmp_path / "kumo" / "n1" / "20261101-120000.000000002", cut)
+    events, quarantine, stats = parse(p, "kumo/n1/20261101-120000.000000002")
+    assert events["message_id"].to_list() == ["r1", "r2", "r3"]
+    assert quarantine.select("source_line", "byte_offset", "reason", "raw_text").rows() == [
+        (4, len(l1 + l2 + l3), "truncated_stream", l4[:20].decode()),
+    ]
+    assert "ends inside a frame" in quarantine["detail"][0]
+    assert stats.truncated and (stats.lines_read, stats.records_read) == (4, 4)
+
+
+def test_truncated_exactly_at_a_line_boundary(tmp_path: Path) -> None:
+    l1, l2, l3 = _records(3)
+    data, ends = zstd_blocks([l1, l2, l3])
+    p = write_segment(tmp_path / "20261101-120000.000000003", data[: ends[1] + 2])
+    events, quarantine, _s = parse(p, "kumo/n1/20261101-120000.000000003")
+    assert events["message_id"].to_list() == ["r1", "r2"]
+    assert quarantine.select("source_line", "byte_offset", "reason", "raw_text").rows() == [
+        (3, len(l1 + l2), "truncated_stream", ""),
+    ]
+
+
+def test_corrupt_block_keeps_everything_before_it(tmp_path: Path) -> None:
+    l1, l2, l3, l4 = _records(4)
+    data, ends = zstd_blocks([l1, l2, l3, l4])
+    damaged = bytearray(data)
+    damaged[ends[1]] |= 0b110  # block type 3 is reserved: the decoder must reject the third block
+    p = write_segment(tmp_path / "20261101-120000.000000004", bytes(damaged))
+    events, quarantine, stats = parse(p, "kumo/n1/20261101-120000.000000004")
+    assert events["message_id"].to_list() == ["r1", "r2"]
+    assert quarantine.select("source_line", "byte_offset", "reason").rows() == [
+        (3, len(l1 + l2), "truncated_stream")
+    ]
+    assert "zstd decoding error" in quarantine["detail"][0]
+    assert stats.truncated
+
+
+def test_corrupt_second_frame(tmp_path: Path) -> None:
+    l1, l2, l3 = _records(3)
+    cctx = zstandard.ZstdCompressor()
+    frame2 = bytearray(cctx.compress(l3))
+    frame2[:4] = b"JUNK"
+    p = write_segment(tmp_path / "20261101-120000.000000005", cctx.compress(l1 + l2) + bytes(frame2))
+    events, quarantine, _s = parse(p, "kumo/n1/20261101-120000.000000005")
+    assert events["message_id"].to_list() == ["r1", "r2"]
+    assert quarantine.select("source_line", "byte_offset", "reason", "raw_text").rows() == [
+        (3, len(l1 + l2), "truncated_stream", ""),
+    ]
+
+
+def test_multi_frame_segment_with_suffix(tmp_path: Path) -> None:
+    l1, l2, l3 = _records(3)
+    cctx = zstandard.ZstdCompressor()
+    p = write_segment(tmp_path / "20261101-120000.000000006_recv", cctx.compress(l1) + cctx.compress(l2 + l3))
+    events, quarantine, stats = parse(p, "kumo/n1/20261101-120000.000000006_recv")
+    assert events["message_id"].to_list() == ["r1", "r2", "r3"]
+    assert quarantine.height == 0 and not stats.truncated and stats.kind == "segment"
+
+
+def test_open_segment_skipped_or_read_up_to_its_last_complete_line(tmp_path: Path) -> None:
+    l1, l2, l3 = _records(3)
+    data, _ends = zstd_blocks([l1 + l2, l3[:25]], finish=False)  # kumod is still writing line 3
+    name = "20261101-120000.000000007"
+    p = write_segment(tmp_path / "kumo" / "n1" / name, data, closed=False)
+    assert is_open_segment(p)
+
+    out_e, out_q = tmp_path / "out" / "e.parquet", tmp_path / "out" / "q.parquet"
+    stats = ingest_kumo_file(p, rel_path=f"kumo/n1/{name}", events_out=out_e, quarantine_out=out_q)
+    assert stats.skipped_open and not out_e.exists() and not out_q.exists()
+    events, _q, stats = parse(p, f"kumo/n1/{name}")
+    assert events.height == 0 and stats.skipped_open
+
+    events, quarantine, stats = parse(p, f"kumo/n1/{name}", include_open=True)
+    assert events["message_id"].to_list() == ["r1", "r2"]
+    assert quarantine.height == 0  # the partial line is not damage: the closed segment will have it
+    assert (stats.partial_tail_bytes, stats.other_lines, stats.lines_read, stats.truncated) == (
+        25,
+        1,
+        3,
+        False,
+    )
+
+    # kumod closes the segment: the same file, complete and read-only
+    p.chmod(0o644)
+    write_segment(p, zstandard.ZstdCompressor().compress(l1 + l2 + l3))
+    assert not is_open_segment(p)
+    closed_events, _q, closed_stats = parse(p, f"kumo/n1/{name}")
+    assert closed_events["message_id"].to_list() == ["r1", "r2", "r3"]
+    assert closed_events["event_id"].to_list()[:2] == events["event_id"].to_list()
+    assert closed_stats.partial_tail_bytes == 0
+
+
+def test_zstd_jsonl_file(tmp_path: Path) -> None:
+    p = write_text(tmp_path / "kumo" / "n1" / "export.jsonl.zst",
+                   zstandard.ZstdCompressor().compress((line(DELIVERY) + "\n").encode()))  # fmt: skip
+    events, _q, stats = parse(p, "kumo/n1/export.jsonl.zst")
+    assert stats.kind == "jsonl" and events["message_id"].to_list() == [DELIVERY["id"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# files, paths, parallel ingest
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rel", "kind"),
+    [
+        ("kumo/n1/20261101-000000.123456789", "segment"),
+        ("kumo/n1/20261101-000000.123456789_recv", "segment"),
+        ("kumo/n1/20230311-033705", "segment"),
+        ("kumo/webhooks/capture-1.json", "webhook"),
+        ("kumo/webhooks/2026/capture.jsonl", "webhook"),
+        ("kumo/n1/export.jsonl", "jsonl"),
+        ("kumo/n1/export.jsonl.zst", "jsonl"),
+    ],
+)
+def test_classify_kumo_path(rel: str, kind: str) -> None:
+    assert classify_kumo_path(rel) == kind
+
+
+def test_ingest_writes_parquet_atomically_and_identically(tmp_path: Path) -> None:
+    text = line(DELIVERY) + "\n" + "{oops\n" + line(RECEPTION) + "\n"
+    p = write_text(tmp_path / "in.jsonl", text)
+    outs = []
+    for k in range(2):
+        e, q = tmp_path / f"o{k}" / "e.parquet", tmp_path / f"o{k}" / "q.parquet"
+        stats = ingest_kumo_file(p, rel_path="kumo/n1/in.jsonl", events_out=e, quarantine_out=q)
+        outs.append((e.read_bytes(), q.read_bytes()))
+        assert (stats.events, stats.quarantined) == (2, 1)
+        assert pl.read_parquet(e).schema == EVENT_SCHEMA
+        assert pl.read_parquet(q).select("source_line", "reason").rows() == [(2, "invalid_json")]
+        assert sorted(x.name for x in e.parent.iterdir()) == ["e.parquet", "q.parquet"]  # no temp files left
+    assert outs[0] == outs[1]
+    assert stats.days == ["2026-11-01"]
+    assert (stats.first_event_time, stats.last_event_time) == (
+        utc(2026, 11, 1, 8),
+        utc(2026, 11, 1, 12, 5, 6, 123456),
+    )
+
+
+def test_ingest_many_files_in_parallel_matches_sequential(tmp_path: Path) -> None:
+    cctx = zstandard.ZstdCompressor()
+    paths = []
+    for k in range(3):
+        body = "".join(line(with_(DELIVERY, id=f"f{k}-{i}")) + "\n" for i in range(50)).encode()
+        paths.append(
+            write_segment(tmp_path / "kumo" / "n1" / f"20261101-12000{k}.000000000", cctx.compress(body))
+        )
+    results = {}
+    for workers in (1, 2):
+        jobs = [
+            KumoFileJob(path=p, rel_path=f"kumo/n1/{p.name}", events_out=tmp_path / f"w{workers}" / f"{p.name}.e",
+                        quarantine_out=tmp_path / f"w{workers}" / f"{p.name}.q")
+            for p in paths
+        ]  # fmt: skip
+        stats = ingest_kumo_files(jobs, workers=workers)
+        assert [s.source_file for s in stats] == [f"kumo/n1/{p.name}" for p in paths]
+        assert [s.events for s in stats] == [50, 50, 50]
+        results[workers] = [j.events_out.read_bytes() for j in jobs]
+    assert results[1] == results[2]
+
+
+# --------------------------------------------------------------------------------------------------
+# conformance with the documentation samples
+# --------------------------------------------------------------------------------------------------
+
+
+def test_docs_samples_conformance(tmp_path: Path) -> None:
+    sample = samples_dir("kumo-docs") / "docs-samples.jsonl"
+    events, quarantine, stats = parse(sample, "kumo/docs/docs-samples.jsonl")
+    assert quarantine.height == 0 and stats.records_read == 3
+    cols = ["event_type", "event_time", "recipient_domain", "pool", "source", "source_ip", "mx_host", "mx_ip",
+            "smtp_code", "enhanced_status", "campaign", "tenant", "tls_protocol", "node"]  # fmt: skip
+    assert events.select(cols).rows() == [
+        ("delivered", utc(2023, 3, 6, 2, 28, 11), "recipient.example.com", "pool0", "source2", "10.0.0.1",
+         "gmail-smtp-in.l.google.com", "142.251.2.27", 250, "2.0.0", "campaign", "tenant", "TLSv1.3",
+         "557f3ad4-2c8c-11ee-976e-782d7e12e173"),
+        ("received", utc(2023, 9, 27, 20, 53), "example.com", None, None, None, None, None, 250, None, None, None,
+         None, "d8e014c7-eaeb-4683-a56e-61324e91b1fc"),
+        ("received", utc(2023, 4, 28, 20, 14, 24), "example.com", None, None, None, None, None, 250, None, None,
+         None, None, None),
+    ]  # fmt: skip
+    first = json.loads(events["extra"][0])
+    assert "bogus" in first and first["source_address"]["protocol"] == "socks5"
+    assert json.loads(events["extra"][2])["headers"] == {"Subject": "hello"}
+
+
+def test_open_segment_detection_uses_any_write_bit(tmp_path: Path) -> None:
+    p = write_text(tmp_path / "20261101-000000", b"")
+    for mode, expected in ((0o444, False), (0o644, True), (0o464, True), (0o446, True), (0o400, False)):
+        os.chmod(p, mode)
+        assert is_open_segment(p) is expected

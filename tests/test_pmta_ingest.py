@@ -1,0 +1,435 @@
+"""PowerMTA accounting ingest: hand-written fixtures (tests/fixtures/pmta, see make_fixtures.py) with
+hand-computed expectations, plus a conformance run over the guide samples of the shared reference."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from mtashift.ingest import pmta
+from mtashift.ingest.common import SeenKeys, event_id_of, idna_domain, normalise_domain, occurrences
+from mtashift.ingest.pmta import PmtaFileStats, ingest_pmta_file, parse_pmta_file
+from schemas.events import EVENT_SCHEMA
+from schemas.quarantine import QUARANTINE_SCHEMA, REASONS
+from tests.conftest import samples_dir
+
+FIX = Path(__file__).parent / "fixtures" / "pmta"
+DEFAULT = FIX / "acct-2026-03-01-0000.csv"
+CUSTOM = FIX / "acct-custom-order.csv"
+ALL_TYPES = FIX / "acct-all-types.csv"
+MESSY = FIX / "acct-messy.csv"
+NO_HEADER = FIX / "acct-no-header.csv"
+FIXTURES = [DEFAULT, CUSTOM, ALL_TYPES, MESSY, NO_HEADER]
+
+
+def t(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def parse(path: Path, **kw: object) -> pmta.PmtaParseResult:
+    return parse_pmta_file(path, rel_path=f"pmta/node-a/{path.name}", node="node-a", **kw)
+
+
+def by_line(result: pmta.PmtaParseResult) -> dict[int, dict]:
+    return {r["source_line"]: r for r in result.events.to_dicts()}
+
+
+def assert_reconciles(st: PmtaFileStats) -> None:
+    assert st.other_lines == st.header_lines + st.blank_lines + st.continuation_lines
+    assert st.lines_read == st.rows + st.quarantined + st.other_lines
+    assert st.reconciles()
+
+
+def check(row: dict, expected: dict) -> None:
+    for key, value in expected.items():
+        if key == "extra":
+            assert json.loads(row["extra"]) == value, row["extra"]
+        else:
+            assert row[key] == value, (key, row[key], value)
+
+
+# --------------------------------------------------------------------------------------- default layout
+
+DEFAULT_ROWS = {
+    2: dict(
+        event_type="delivered", raw_type="d", event_time=t(2026, 3, 1, 10, 0, 5), queued_time=t(2026, 3, 1, 10, 0, 1),
+        sender="bounce-7@news.example.com", sender_domain="news.example.com", recipient="alice@gmail.com",
+        recipient_domain="gmail.com", pool=None, source="vmta-gmail-1", source_ip="203.0.113.10",
+        mx_host="gmail-smtp-in.l.google.com", mx_ip="142.250.102.27", smtp_code=250, enhanced_status="2.0.0",
+        response="OK  1772359205 a1si123 - gsmtp", raw_bounce_category=None, job_id="job-42", size_bytes=48211,
+        node="node-a", source_file="pmta/node-a/acct-2026-03-01-0000.csv",
+        extra={"dsnAction": "relayed", "dsnStatusText": "success", "srcType": "api",
+               "srcMta": "app1.example.com (10.0.0.5)", "dlvType": "smtp",
+               "dlvEsmtpAvailable": "PIPELINING,8BITMIME,SMTPUTF8", "queue": "gmail.com/vmta-gmail-1"},
+    ),
+    3: dict(
+        event_type="bounced", event_time=t(2026, 3, 1, 10, 0, 0), queued_time=t(2026, 3, 1, 9, 59, 0),
+        recipient="bob@Yahoo.COM", recipient_domain="yahoo.com", pool="pool-yahoo", source="vmta-yahoo-1",
+        mx_host="mta7.am0.yahoodns.net", mx_ip="67.195.204.72", smtp_code=554, enhanced_status="5.7.1",
+        response='Message rejected, see "policy" page', raw_bounce_category="spam-related", size_bytes=None,
+        extra={"dsnAction": "failed", "dsnStatusText": "delivery not authorized",
+               "dsnMta": "MTA7.AM0.YAHOODNS.NET. (67.195.204.72)", "srcType": "api",
+               "srcMta": "app1.example.com (10.0.0.5)", "dlvType": "smtp", "dlvEsmtpAvailable": "PIPELINING,8BITMIME",
+               "queue": "yahoo.rollup/vmta-yahoo-1"},
+    ),
+    4: dict(
+        event_type="deferred", event_time=t(2026, 3, 1, 17, 0, 0), queued_time=t(2026, 3, 1, 16, 0, 0),
+        mx_host="outlook-com.olc.protection.outlook.com", smtp_code=421, enhanced_status="4.7.0",
+        response="[TSS04] Messages temporarily deferred", raw_bounce_category="policy-related", job_id=None,
+        pool=None,
+    ),
+    5: dict(
+        event_type="expired", raw_type="b", event_time=t(2026, 3, 2, 10, 0, 0), smtp_code=421,
+        enhanced_status="4.4.7", response="Message expired", raw_bounce_category="message-expired",
+        mx_host=None, mx_ip=None, source_ip=None,
+    ),
+    6: dict(
+        event_type="delivered", recipient="kunde@Bücher.de", recipient_domain="xn--bcher-kva.de",
+        mx_host="mx.xn--bcher-kva.de", smtp_code=250, enhanced_status="2.0.0", response="ok dirdel",
+        raw_bounce_category="success", size_bytes=1024,
+        extra={"dsnAction": "relayed", "dsnStatusText": "success", "dsnDiag": "smtp;250 ok dirdel", "srcType": "api",
+               "srcMta": "app1.example.com (10.0.0.5)", "dlvType": "smtp",
+               "dlvEsmtpAvailable": "ENHANCEDSTATUSCODES,8BITMIME", "queue": "bücher.de/vmta-de-1"},
+    ),
+    7: dict(
+        event_type="queue_deferred", raw_type="tq", event_time=t(2026, 3, 1, 14, 0, 0), recipient=None,
+        recipient_domain=None, sender=None, source="vmta-x", source_ip="203.0.113.14",
+        mx_host="mx.unreachable.example", mx_ip="198.51.100.7", smtp_code=None, enhanced_status="4.4.1",
+        response=None, extra={"dsnStatusText": "no answer from host", "dlvType": "smtp",
+                              "queue": "unreachable.example/vmta-x"},
+    ),
+}
+
+
+@pytest.mark.parametrize("line", sorted(DEFAULT_ROWS))
+def test_default_layout_values(line: int) -> None:
+    res = parse(DEFAULT)
+    check(by_line(res)[line], DEFAULT_ROWS[line])
+
+
+def test_default_layout_counts_and_schema() -> None:
+    res = parse(DEFAULT)
+    assert res.events.schema == EVENT_SCHEMA
+    assert res.quarantine.schema == QUARANTINE_SCHEMA
+    st = res.stats
+    assert (st.lines_read, st.rows, st.quarantined, st.header_lines, st.blank_lines) == (7, 6, 0, 1, 0)
+    assert (st.first_event_time, st.last_event_time) == (t(2026, 3, 1, 10, 0, 0), t(2026, 3, 2, 10, 0, 0))
+    assert st.bytes_read == DEFAULT.stat().st_size
+    assert_reconciles(st)
+
+
+def test_crlf_and_lf_give_the_same_events(tmp_path: Path) -> None:
+    lf = tmp_path / "acct-lf.csv"
+    lf.write_bytes(DEFAULT.read_bytes().replace(b"\r\n", b"\n"))
+    a, b = parse(DEFAULT).events, parse(lf).events
+    assert b"\r\n" in DEFAULT.read_bytes()
+    assert a.drop("source_file").equals(b.drop("source_file"))
+
+
+# --------------------------------------------------------------------------------- other field layouts
+
+
+def test_custom_record_fields_epoch_offsets_and_extra_columns() -> None:
+    rows = by_line(parse(CUSTOM))
+    check(rows[2], dict(
+        event_time=t(2026, 3, 1, 10, 0, 5), queued_time=None, recipient="eve@example.org",
+        sender="sender@mail.example.net", source="vmta-a", job_id="spring-sale",  # jobId empty -> header_x-job
+        message_id="<abc.123@mail.example.net>", tls_protocol="TLSv1.3", tls_cipher="TLS_AES_256_GCM_SHA384",
+        smtp_code=250, enhanced_status="2.0.0", response="Ok: queued as 4XyZ", size_bytes=2048,
+        extra={"header_x-job": "spring-sale", "dsnStatusText": "success", "userString": "node-a",
+               "timeImprinted": "1772359100"},
+    ))
+    check(rows[3], dict(
+        event_time=t(2026, 3, 1, 10, 0, 0), job_id="job-7", message_id="<def@mail>", enhanced_status="2.0.0",
+        smtp_code=250, response="OK", size_bytes=None,
+        # bare status: nothing to keep; diag without enhanced code and unparseable size kept verbatim
+        extra={"header_x-job": "spring-sale", "dsnDiag": "smtp;250 OK", "userString": "node-a",
+               "dlvSize": "notanumber"},
+    ))
+
+
+ALL_TYPES_ROWS = {
+    2: dict(event_type="received", raw_type="r", pool="pool-main", source=None, source_ip=None,
+            message_id="<m1@news.example.com>", job_id="job-1",
+            extra={"srcType": "smtp", "srcMta": "inject.example.com (10.0.0.9)", "rcvSourceIp": "10.0.0.9",
+                   "rcvDestinationIp": "10.0.0.1", "vmta": "pool-main", "envId": "env-1"}),
+    3: dict(event_type="delivered", pool="pool-main", source="vmta-main-3", source_ip="203.0.113.20",
+            response="accepted", extra={"dsnAction": "relayed", "dsnStatusText": "success",
+                                        "queue": "example.org/vmta-main-3"}),
+    4: dict(event_type="complaint", raw_type="f", event_time=t(2026, 3, 2, 12, 0, 0), sender="bounce-1@news.example.com",
+            recipient="grace@example.org", recipient_domain="example.org", source_ip="203.0.113.20", mx_host=None,
+            extra={"format": "arf", "repSourceIp": "203.0.113.250", "feedbackType": "abuse",
+                   "userAgent": "Yahoo!-Mail-Feedback/2.0", "reportingMta": "mta1.fbl.example.net",
+                   "reportedDomain": "news.example.com", "arf_Reported-URI": "http://news.example.com/x",
+                   "rcvSourceIp#2": "198.51.100.99"}),
+    5: dict(event_type="remote_bounce", raw_type="rb", smtp_code=550, enhanced_status="5.1.1",
+            response='<henry@example.org>: "no such user"', mx_host="mx.example.org", mx_ip="192.0.2.10",
+            raw_bounce_category="bad-mailbox",
+            extra={"dsnStatusText": "bad destination mailbox address", "dsnReportingMta": "mx.example.org",
+                   "srcType": "smtp", "srcMta": "mx.example.org", "format": "dsn"}),
+    6: dict(event_type="remote_status", raw_type="rs", enhanced_status="2.0.0", smtp_code=None,
+            extra={"dsnAction": "delivered", "dsnStatusText": "success", "format": "dsn"}),
+    7: dict(event_type="other", raw_type="zz", recipient_domain="example.org", extra={}),
+}
+
+
+@pytest.mark.parametrize("line", sorted(ALL_TYPES_ROWS))
+def test_every_record_type(line: int) -> None:
+    check(by_line(parse(ALL_TYPES))[line], ALL_TYPES_ROWS[line])
+
+
+# ---------------------------------------------------------------------------------------- damaged input
+
+
+def test_messy_file_quarantines_each_bad_line_and_reconciles() -> None:
+    res = parse(MESSY)
+    st = res.stats
+    assert (st.lines_read, st.rows, st.quarantined) == (17, 7, 5)
+    assert (st.header_lines, st.blank_lines, st.continuation_lines) == (2, 2, 1)
+    assert_reconciles(st)
+    assert st.reasons == {"too_many_fields": 1, "missing_type": 1, "bad_timestamp": 1, "malformed_csv": 1,
+                          "invalid_utf8": 1}
+    q = {r["source_line"]: r for r in res.quarantine.to_dicts()}
+    assert {k: v["reason"] for k, v in q.items()} == {
+        4: "too_many_fields", 5: "missing_type", 6: "bad_timestamp", 7: "malformed_csv", 16: "invalid_utf8"}
+    assert set(res.quarantine["reason"]) <= set(REASONS)
+    raw = MESSY.read_bytes().split(b"\n")
+    for line, row in q.items():  # byte offsets point at the line's first byte
+        assert row["byte_offset"] == sum(len(x) + 1 for x in raw[: line - 1])
+        assert row["source_file"] == "pmta/node-a/acct-messy.csv" and row["source_kind"] == "pmta"
+    assert q[4]["detail"] == "7 fields, header has 6"
+    assert q[6]["raw_text"] == "d,yesterday,a@x.example,e@y.example,,"
+    assert q[7]["raw_text"].endswith('"smtp;550 5.1.1 user unknown')
+    assert q[16]["raw_text"] == "d,2026-03-01 10:00:09+0000,\ufffd\ufffd@y.example,a@x.example"
+
+    rows = by_line(res)
+    assert sorted(rows) == [2, 8, 9, 12, 14, 15, 17]  # line 8 right after the broken line 7 survives
+    check(rows[9], dict(event_type="bounced", recipient="h@y.example", smtp_code=550, enhanced_status="5.1.1",
+                        response="first line\nsecond line of the reply"))
+    # after the second header, columns are mapped by the new names (rcpt before orig)
+    check(rows[12], dict(recipient="i@y.example", sender="a@x.example", enhanced_status=None))
+    check(rows[14], dict(recipient="j@y.example", sender=None))  # shorter than the header: padded
+    check(rows[15], dict(event_type="other", raw_type="x"))
+    check(rows[17], dict(recipient="l@y.example", event_time=t(2026, 3, 1, 10, 0, 10)))  # no final newline
+
+
+def test_data_before_any_header_is_quarantined() -> None:
+    res = parse(NO_HEADER)
+    assert res.quarantine.select("source_line", "reason").rows() == [(1, "no_header")]
+    assert by_line(res)[3]["recipient"] == "a@b.example"
+    assert_reconciles(res.stats)
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
+@pytest.mark.parametrize("chunk", [1, 7, 100, 333])
+def test_block_size_does_not_change_anything(path: Path, chunk: int) -> None:
+    """Tiny blocks force header speculation misses, carried multi-line records and many batches."""
+    ref, small = parse(path), parse(path, chunk_bytes=chunk)
+    assert small.events.equals(ref.events)
+    assert small.quarantine.equals(ref.quarantine)
+    assert small.stats == ref.stats
+
+
+def test_unterminated_quote_at_end_of_file_is_confined_to_its_line(tmp_path: Path) -> None:
+    p = tmp_path / "acct.csv"
+    p.write_text('type,timeLogged,rcpt,dsnDiag\nd,2026-03-01 10:00:00+0000,a@b.example,"smtp;250 ok\n'
+                 'd,2026-03-01 10:00:01+0000,c@b.example,smtp;250 ok\n')
+    res = parse(p)
+    assert res.quarantine.select("source_line", "reason").rows() == [(2, "malformed_csv")]
+    assert res.events["recipient"].to_list() == ["c@b.example"]
+    assert_reconciles(res.stats)
+
+
+def test_bad_quote_inside_a_field_is_quarantined(tmp_path: Path) -> None:
+    p = tmp_path / "acct.csv"
+    p.write_text('type,timeLogged,rcpt,dsnDiag\nd,2026-03-01 10:00:00+0000,a@b.example,"smtp;250" ok\n'
+                 'd,2026-03-01 10:00:01+0000,c@b.example,smtp;250 ok\n')
+    res = parse(p)
+    assert res.quarantine.select("source_line", "reason").rows() == [(2, "malformed_csv")]
+    assert res.events["recipient"].to_list() == ["c@b.example"]
+
+
+def test_overlong_line_is_quarantined_and_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pmta, "MAX_LINE_BYTES", 64)
+    monkeypatch.setattr(pmta, "QUARANTINE_TEXT_MAX", 10)
+    p = tmp_path / "acct.csv"
+    long_line = "d,2026-03-01 10:00:00+0000,x@b.example," + "z" * 200
+    p.write_text(f"type,timeLogged,rcpt,dsnDiag\n{long_line}\nd,2026-03-01 10:00:01+0000,c@b.example,ok\n")
+    res = parse(p, chunk_bytes=16)
+    assert res.quarantine.select("source_line", "byte_offset", "reason", "raw_text").rows() == [
+        (2, 29, "malformed_csv", long_line[:10])]
+    assert by_line(res)[3]["recipient"] == "c@b.example"
+    assert_reconciles(res.stats)
+
+
+def test_utf8_bom_is_not_part_of_the_header(tmp_path: Path) -> None:
+    p = tmp_path / "acct.csv"
+    p.write_bytes(b"\xef\xbb\xbf" + CUSTOM.read_bytes())
+    a, b = parse(CUSTOM), parse(p)
+    assert b.events.drop("source_file").equals(a.events.drop("source_file"))
+
+
+# --------------------------------------------------------------------------------------------- event ids
+
+
+def test_event_id_is_xxh3_of_mta_and_line() -> None:
+    xxhash = pytest.importorskip("xxhash")
+    line = DEFAULT.read_bytes().split(b"\r\n")[1]
+    row = by_line(parse(DEFAULT))[2]
+    assert row["event_id"] == xxhash.xxh3_128_hexdigest(b"pmta:" + line)
+    assert row["event_id"] == event_id_of("pmta", line.decode())
+
+
+def test_event_ids_survive_renaming_and_growth(tmp_path: Path) -> None:
+    full = parse(DEFAULT).events
+    renamed = tmp_path / "acct-2026-03-01-0007.csv"
+    shutil.copy(DEFAULT, renamed)
+    assert parse(renamed).events["event_id"].to_list() == full["event_id"].to_list()
+    grown = tmp_path / "acct-growing.csv"
+    lines = DEFAULT.read_bytes().split(b"\r\n")
+    grown.write_bytes(b"\r\n".join(lines[:4]) + b"\r\n")  # header + 3 rows, the file "before growing"
+    assert parse(grown).events["event_id"].to_list() == full["event_id"].to_list()[:3]
+
+
+def test_repeated_lines_stay_distinct_events(tmp_path: Path) -> None:
+    line = "d,2026-03-01 10:00:00+0000,a@b.example"
+    p = tmp_path / "acct.csv"
+    p.write_text(f"type,timeLogged,rcpt\n{line}\n{line}\nd,2026-03-01 10:00:01+0000,c@b.example\n{line}\n")
+    for chunk in (pmta.CHUNK_BYTES, 20):  # repeats within one batch and across batches
+        ids = parse(p, chunk_bytes=chunk).events["event_id"].to_list()
+        assert ids[0] == event_id_of("pmta", line)
+        assert ids[1] == event_id_of("pmta", line, 2)
+        assert ids[3] == event_id_of("pmta", line, 3)
+        assert len(set(ids)) == 4
+
+
+def test_occurrences_across_batches() -> None:
+    import numpy as np
+
+    seen = SeenKeys()
+    assert occurrences(np.array([5, 3, 5, 7], dtype=np.uint64), seen).tolist() == [1, 1, 2, 1]
+    assert occurrences(np.array([3, 9, 5, 3], dtype=np.uint64), seen).tolist() == [2, 1, 3, 3]
+    assert occurrences(np.array([1, 2], dtype=np.uint64), seen).tolist() == [1, 1]
+    assert occurrences(np.array([5, 2, 11], dtype=np.uint64), seen).tolist() == [4, 2, 1]
+
+
+# --------------------------------------------------------------------------------------- compressed input
+
+
+def test_gzip_gives_the_same_events(tmp_path: Path) -> None:
+    gz = tmp_path / "acct-2026-03-01-0000.csv.gz"
+    gz.write_bytes(gzip.compress(DEFAULT.read_bytes(), mtime=0))
+    a, b = parse(DEFAULT), parse(gz)
+    assert b.events.drop("source_file").equals(a.events.drop("source_file"))
+    assert b.stats.bytes_read == DEFAULT.stat().st_size  # decompressed bytes
+
+
+@pytest.mark.parametrize("chunk", [pmta.CHUNK_BYTES, 500])
+def test_truncated_gzip_keeps_what_was_readable(tmp_path: Path, chunk: int) -> None:
+    body = DEFAULT.read_bytes() * 40  # 40 copies: the header line re-appears mid-stream 39 times
+    packed = gzip.compress(body, mtime=0)
+    gz = tmp_path / "acct.csv.gz"
+    gz.write_bytes(packed[: len(packed) // 2])
+    res = parse(gz, chunk_bytes=chunk)
+    st = res.stats
+    assert st.reasons == {"truncated_stream": 1}
+    read = body[: st.bytes_read]
+    complete, unfinished = read.rsplit(b"\n", 1)
+    n_complete = complete.count(b"\n") + 1
+    assert 0 < n_complete < body.count(b"\n")
+    # every complete line before the damage is accounted for; the unfinished one is quarantined
+    assert st.lines_read == n_complete + 1
+    assert st.header_lines == sum(1 for ln in complete.split(b"\r\n") if ln.startswith(b"type,"))
+    assert st.rows == n_complete - st.header_lines
+    assert res.quarantine.select("source_line", "reason", "raw_text").rows() == [
+        (n_complete + 1, "truncated_stream", unfinished.decode())]
+    assert_reconciles(st)
+
+
+# ------------------------------------------------------------------------------------------- streaming
+
+
+def test_ingest_streams_to_parquet_and_is_deterministic(tmp_path: Path) -> None:
+    ref = parse(MESSY)
+    out1, q1 = tmp_path / "a" / "ev.parquet", tmp_path / "a" / "q.parquet"
+    st = ingest_pmta_file(MESSY, rel_path="pmta/node-a/acct-messy.csv", node="node-a", events_out=out1,
+                          quarantine_out=q1, chunk_bytes=64)
+    assert st == ref.stats
+    assert pl.read_parquet(out1).equals(ref.events)
+    assert pl.read_parquet(q1).equals(ref.quarantine)
+    out2, q2 = tmp_path / "b" / "ev.parquet", tmp_path / "b" / "q.parquet"
+    ingest_pmta_file(MESSY, rel_path="pmta/node-a/acct-messy.csv", node="node-a", events_out=out2,
+                     quarantine_out=q2, chunk_bytes=64)
+    assert out1.read_bytes() == out2.read_bytes() and q1.read_bytes() == q2.read_bytes()
+    assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_ingest_writes_an_empty_quarantine_file(tmp_path: Path) -> None:
+    ev, q = tmp_path / "ev.parquet", tmp_path / "q.parquet"
+    ingest_pmta_file(DEFAULT, rel_path="pmta/n/x.csv", node="n", events_out=ev, quarantine_out=q)
+    assert pl.read_parquet(q).schema == QUARANTINE_SCHEMA and pl.read_parquet(q).height == 0
+    assert pl.read_parquet(ev).height == 6
+
+
+# ------------------------------------------------------------------------------------------------ domains
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("bücher.de", "xn--bcher-kva.de"), ("GMAIL.com.", "gmail.com"), ("xn--bcher-kva.de", "xn--bcher-kva.de"),
+     ("Bücher.DE>", "xn--bcher-kva.de"), ("", None), (None, None), ("a_b.example", "a_b.example")],
+)
+def test_domain_normalisation(raw: str | None, expected: str | None) -> None:
+    got = pl.DataFrame({"d": [raw]}, schema={"d": pl.String}).select(normalise_domain(pl.col("d"))).item()
+    assert got == expected
+
+
+def test_idna_fallback_keeps_undecodable_domains() -> None:
+    assert idna_domain("münchen.de") == "xn--mnchen-3ya.de"
+    assert idna_domain("x" * 70 + "ü.de") == "x" * 70 + "ü.de"  # label too long for IDNA: kept
+
+
+# -------------------------------------------------------------------------------- the guide's samples
+
+
+def test_pmta_guide_samples() -> None:
+    d = samples_dir("pmta-guide")
+    res = {p.name: parse(p) for p in sorted(d.glob("*.csv"))}
+    for r in res.values():
+        assert r.quarantine.height == 0
+        assert_reconciles(r.stats)
+    acct = by_line(res["acct-2019-02-08-0000.csv"])
+    check(acct[2], dict(event_type="delivered", event_time=t(2019, 2, 8, 21, 54, 5), recipient="D@1181.com",
+                        recipient_domain="1181.com", mx_host="foo.int.port25.com", mx_ip="10.1.2.3",
+                        smtp_code=250, enhanced_status="2.0.0", response="DATA ok", size_bytes=41159,
+                        source="vmta48", job_id="JoBID29546016861868", pool=None))
+    check(acct[3], dict(event_type="bounced", recipient_domain="yahoo.com", smtp_code=554, enhanced_status="5.7.1",
+                        raw_bounce_category="spam-related", source_ip="10.1.2.3",
+                        response="Denied - Spam Suspected - "
+                                 "http://www.w357sfhsjhf873.net/services/spamwatch/blocked.php"))
+    check(acct[4], dict(event_type="deferred", recipient_domain="yahoo.fr", smtp_code=421, mx_ip="10.1.2.165",
+                        source_ip="10.59.14.69", response="mx002.roc2.bluetie.com Error: too many errors"))
+    assert json.loads(acct[3]["extra"])["queue"] == "yahoo.rollup/vmta18"
+    epoch = by_line(res["acct-epoch-2007-05-10-0000.csv"])
+    assert [epoch[i]["event_time"] for i in (2, 3, 4)] == [t(2007, 5, 10, 14, 38, 23), t(2007, 5, 10, 14, 38, 25),
+                                                          t(2007, 5, 10, 14, 38, 35)]
+    assert epoch[4]["raw_bounce_category"] == "policy-related" and epoch[2]["source_ip"] == "10.0.0.1"
+    f = by_line(res["acct-f-2010-04-12-0000.csv"])[2]
+    check(f, dict(event_type="complaint", event_time=t(2010, 4, 12, 15, 40, 37), source_ip="169.63.151.30",
+                  extra={"format": "arf", "userAgent": "AOL SComp", "reportingMta": "mail1.domain.com"}))
+    r = by_line(res["acct-r-2010-04-17-0000.csv"])[2]
+    check(r, dict(event_type="received", event_time=t(2010, 4, 17, 20, 19, 57), pool="vmta1", source=None,
+                  job_id="job2"))
+    rb = by_line(res["acct-rb-2010-12-01-0000.csv"])[2]
+    check(rb, dict(event_type="remote_bounce", smtp_code=550, enhanced_status="5.1.1",
+                   mx_host="mail.remotedomain.com", mx_ip="169.3.169.30", recipient_domain="somedomain.com",
+                   response='no such local recipient: <lksjflkj@somedomain.com> in "RCPT TO:<lksjflkj@somedomain.com>"'))
+    tq = by_line(res["acct-tq-2019-02-08-0000.csv"])[2]
+    check(tq, dict(event_type="queue_deferred", recipient_domain=None, mx_host="mx.xn--bcher-kva.de",
+                   enhanced_status="4.4.1", source="vmta29"))
