@@ -1241,7 +1241,11 @@ def inflight_drain(
 
 
 def _double_sent(deliveries: pl.DataFrame) -> dict[str, tuple[int, int, int]]:
-    """Per pool: (recipients delivered by both MTAs for the same job or Message-Id, by job, by id)."""
+    """Per pool: (double sends, recipient+job pairs delivered by both MTAs, recipient+Message-Id pairs).
+
+    Only the same Message-Id delivered by both MTAs is proof of a double send; a job legitimately
+    reaches one recipient several times (recurring campaigns), so the job match is informational.
+    """
     out: dict[str, tuple[int, int, int]] = {}
     if deliveries.is_empty():
         return out
@@ -1257,7 +1261,6 @@ def _double_sent(deliveries: pl.DataFrame) -> dict[str, tuple[int, int, int]]:
         on=["pool_k", "rcpt", "message_id"],
         how="semi",
     )
-    any_ = pl.concat([by_job, by_mid]).unique("kid")
 
     def count(frame: pl.DataFrame, key: list[str]) -> dict[str, int]:
         agg = frame.select(["pool_k", *key]).unique().group_by("pool_k").agg(pl.len().alias("n"))
@@ -1265,9 +1268,8 @@ def _double_sent(deliveries: pl.DataFrame) -> dict[str, tuple[int, int, int]]:
 
     nj = count(by_job, ["rcpt", "job_id"])
     nm = count(by_mid, ["rcpt", "message_id"])
-    na = count(any_, ["rcpt", "job_id", "message_id"])
-    for pool in set(nj) | set(nm) | set(na):
-        out[pool] = (na.get(pool, 0), nj.get(pool, 0), nm.get(pool, 0))
+    for pool in set(nj) | set(nm):
+        out[pool] = (nm.get(pool, 0), nj.get(pool, 0), nm.get(pool, 0))
     return out
 
 
@@ -1416,7 +1418,7 @@ def evaluate_pool(
                         rule=rule,
                         metric="double_sent",
                         after=float(drain["double_sent"]),
-                        detail=f"{drain['double_sent']} recipients delivered by both MTAs for the same job/message",
+                        detail=f"{drain['double_sent']} messages (same Message-Id and recipient) delivered by both MTAs",
                     )
                 )
         elif drain is not None and kind == "left_behind":

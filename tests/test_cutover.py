@@ -382,9 +382,14 @@ def test_inflight_drain_counts_tail_parity_and_double_sends() -> None:
     assert d["after_hours"] == pytest.approx(48.0)
     assert d["after_daily_volume"] == pytest.approx(3.0)
     assert d["volume_ratio"] == pytest.approx(4.2) and d["parity_flag"] == "high"
-    assert (d["double_sent"], d["double_sent_by_job"], d["double_sent_by_message_id"]) == (1, 1, 0)
+    # Same recipient and job on both MTAs is only informational; a double send needs the same Message-Id.
+    assert (d["double_sent"], d["double_sent_by_job"], d["double_sent_by_message_id"]) == (0, 1, 0)
     verdict, evidence = co.evaluate_pool(pool="p2", comparison=[], seedlist=[], drain=d, policy=policy())
     assert verdict == "watch"
+    assert sorted(e["rule"] for e in evidence) == ["left_behind", "volume_parity"]
+    verdict, evidence = co.evaluate_pool(
+        pool="p2", comparison=[], seedlist=[], drain={**d, "double_sent": 2}, policy=policy()
+    )
     assert sorted(e["rule"] for e in evidence) == ["double_sent", "left_behind", "volume_parity"]
 
 

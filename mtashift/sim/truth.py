@@ -37,7 +37,11 @@ RETRY_THEN_SUPPRESS = frozenset(
     }
 )
 UNSUBSCRIBE = frozenset({"Unsubscribe"})
-FAILURE_KINDS = (M.BOUNCED, M.EXPIRED, M.DEFERRED, M.QDEFER, M.RBOUNCE, M.REJECTED, M.ADMIN_BOUNCE)
+# Failures that count toward retry-then-suppress (schemas/suppression_policy.yaml
+# `failure_event_types`; one per message here, so counting messages or events agrees).
+FAILURE_KINDS = (M.BOUNCED, M.EXPIRED, M.RBOUNCE)
+# Every failure-like event type; the model keeps the soft truth the same under this wider reading.
+ALL_FAILURE_KINDS = (M.BOUNCED, M.EXPIRED, M.DEFERRED, M.QDEFER, M.RBOUNCE, M.REJECTED, M.ADMIN_BOUNCE)
 HARD_KINDS = (M.BOUNCED, M.RBOUNCE)
 SOFT_THRESHOLD = 5
 SOFT_WINDOW_DAYS = 30
@@ -140,13 +144,11 @@ def suppression_truth(
 
 
 def soft_readings_agree(model: M.Model, counted: np.ndarray) -> bool:
-    """True when counting soft failures with or without deferrals gives the same suppressions."""
+    """True when counting every failure-like event (deferrals too) gives the same soft suppressions."""
     ev = model.ev
     base = counted & (ev["rcpt"] >= 0) & (consequence(model) == C_RETRY)
-    with_def = _soft_hits(model, base & np.isin(ev["kind"], FAILURE_KINDS))
-    without = _soft_hits(
-        model, base & np.isin(ev["kind"], [k for k in FAILURE_KINDS if k not in (M.DEFERRED, M.QDEFER)])
-    )
+    with_def = _soft_hits(model, base & np.isin(ev["kind"], ALL_FAILURE_KINDS))
+    without = _soft_hits(model, base & np.isin(ev["kind"], FAILURE_KINDS))
     return np.array_equal(with_def, without)
 
 
@@ -219,12 +221,14 @@ must reproduce from `landing/` alone. Times are UTC; a "date" is the UTC date of
     `suppression/legacy-esp.csv` (`email` column); invalid entries are in quarantine;
   * bounce (hard): a counted `bounced` or `remote_bounce` event whose raw category is bad-mailbox,
     bad-domain, inactive-mailbox (PowerMTA) or InvalidRecipient, BadDomain, InactiveMailbox (KumoMTA);
-  * bounce (soft): at least 5 counted failure events (bounced, expired, deferred, queue_deferred,
-    remote_bounce, rejected, admin_bounce) whose raw category has consequence
-    retry-then-suppress (quota-issues/QuotaIssues, message-expired/MessageExpired, ...) within 30
-    days. The model keeps this unambiguous: the only quota deferral an address ever gets is one
-    `452 4.2.2` on its first message, so counting deferrals or not gives the same set
-    (checked at generation);
+  * bounce (soft): at least 5 distinct messages with a counted `bounced`, `expired` or
+    `remote_bounce` event whose raw category has consequence retry-then-suppress
+    (quota-issues/QuotaIssues, message-expired/MessageExpired, ...) within any 30-day window
+    (both ends included; schemas/suppression_policy.yaml). Each message has at most one such
+    event, so counting messages or events agrees. The model keeps this unambiguous under a wider
+    reading too: the only quota deferral an address ever gets is one `452 4.2.2` on its first
+    message, so also counting deferred/queue_deferred/rejected/admin_bounce events gives the same
+    set (checked at generation);
   * complaint: the recipient of every counted complaint;
   * unsubscribe: the recipient of a counted KumoMTA `OOB` record classified `Unsubscribe`.
   Every failure record the simulator writes carries an explicit category, except KumoMTA Delayed and
