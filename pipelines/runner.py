@@ -71,9 +71,9 @@ def run_pipeline(
         return summary
 
     instance = dg.DagsterInstance.get()
-    run_config = (
-        {"resources": {"landing": {"config": {"include_open": True}}}} if include_open else None
-    )
+    # The console shows progress bars; step-by-step logs stay in the instance for `make ui`.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    run_config = {**quiet, "resources": {"landing": {"config": {"include_open": True}}}} if include_open else quiet
 
     def step(name: str, i: int, n: int) -> None:
         if on_step:
@@ -96,13 +96,13 @@ def run_pipeline(
     daily = defs.resolve_job_def("daily_job")
     for i, day in enumerate(summary.days):
         step(f"day {day}", i, len(summary.days))
-        r = daily.execute_in_process(instance=instance, partition_key=day, raise_on_error=False)
+        r = daily.execute_in_process(instance=instance, partition_key=day, raise_on_error=False, run_config=quiet)
         summary.runs.append(r.run_id)
         if not r.success:
             summary.failed.append(f"daily_job[{day}]")
 
     step("history", 0, 1)
-    r = defs.resolve_job_def("history_job").execute_in_process(instance=instance, raise_on_error=False)
+    r = defs.resolve_job_def("history_job").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
     summary.runs.append(r.run_id)
     if not r.success:
         summary.failed.append("history_job")

@@ -422,8 +422,10 @@ def crow(provider: str, metric: str, before: float, after: float, p: float | Non
         ([], [crow("google", "inbox_rate", 0.9, 0.5, 0.0001, nb=40, na=40)], "hold", ["inbox_drop"]),
         ([crow("google", "latency_p95_s", 60, 600, 0.0001)], [], "watch", ["latency_rise"]),
         ([crow("google", "attempts_per_message", 1.04, 1.4, 0.0001)], [], "watch", ["attempts_rise"]),
-        # A big provider that mattered before has too little traffic after: watch.
-        ([crow("google", "deferral_rate", 0.04, 0.0, None, na=20)], [], "watch", ["small_sample"]),
+        # A provider row too small after the cutover is flagged and not judged...
+        ([crow("google", "deferral_rate", 0.04, 0.0, None, na=20)], [], "proceed", []),
+        # ...but a pool too small as a whole cannot be judged: watch.
+        ([crow("all", "deferral_rate", 0.04, 0.0, None, na=20)], [], "watch", ["small_sample"]),
         # Both rollback and hold fire: the worst wins and both are evidence.
         (
             [crow("google", "deferral_rate", 0.04, 0.07, 0.001), crow("google", "complaint_rate", 0.001, 0.004, 0.0001)],

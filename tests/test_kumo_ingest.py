@@ -385,15 +385,27 @@ def test_source_address(tmp_path: Path, source_address: dict | None, source_ip: 
 def test_job_id_sources(tmp_path: Path) -> None:
     recs = [
         with_(DELIVERY, meta={"jobId": 99}, headers={}),  # number -> text
-        with_(DELIVERY, meta={"x-job": "xj"}, headers={"X-Job": "hj"}),
+        with_(DELIVERY, meta={"x-job": "xj"}, headers={"X-Job": "hj"}),  # meta before headers
+        with_(DELIVERY, meta={"X-Job": "XJ"}, headers={}),
         with_(DELIVERY, meta={"campaign": "c"}, headers={"X-Job": "hj"}),
-        with_(DELIVERY, meta={}, headers={}),
+        with_(DELIVERY, meta={}, headers={"x-job": "lower"}),
+        with_(DELIVERY, meta={"JOB_ID": "wrong case"}, headers={}),  # keys match case-sensitively
     ]
     for i, r in enumerate(recs):
         r["id"] = f"id{i}"
     p = write_text(tmp_path / "j.jsonl", "".join(line(r) + "\n" for r in recs))
     events, _q, _s = parse(p, "kumo/n1/j.jsonl")
-    assert events["job_id"].to_list() == ["99", "xj", "hj", None]
+    assert events["job_id"].to_list() == ["99", "xj", "XJ", "hj", "lower", None]
+
+
+def test_lenient_types(tmp_path: Path) -> None:
+    rec = with_(DELIVERY, type=5, size="2048", num_attempts="many", egress_pool={"name": "p"})
+    p = write_text(tmp_path / "l.jsonl", line(rec) + "\n")
+    events, _q, _s = parse(p, "kumo/n1/l.jsonl")
+    row = events.row(0, named=True)
+    assert (row["raw_type"], row["event_type"]) == ("5", "other")
+    assert (row["size_bytes"], row["attempts"], row["pool"]) == (2048, None, '{"name":"p"}')
+    assert json.loads(row["extra"])["num_attempts"] == "many"
 
 
 def test_times_offsets_and_fallbacks(tmp_path: Path) -> None:
@@ -682,6 +694,20 @@ def test_corrupt_block_keeps_everything_before_it(tmp_path: Path) -> None:
     ]
     assert "zstd decoding error" in quarantine["detail"][0]
     assert stats.truncated
+
+
+def test_corrupt_block_deep_in_a_large_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kumo, "READ_SIZE", 8192)  # the damage arrives several decoder calls in
+    recs = _records(200)
+    data, ends = zstd_blocks(recs)
+    damaged = bytearray(data)
+    damaged[ends[149]] |= 0b110  # the block of record 151
+    p = write_segment(tmp_path / "20261101-120000.000000008", bytes(damaged))
+    events, quarantine, _s = parse(p, "kumo/n1/20261101-120000.000000008")
+    assert events["message_id"].to_list() == [f"r{i}" for i in range(1, 151)]
+    assert quarantine.select("source_line", "byte_offset", "reason").rows() == [
+        (151, sum(len(r) for r in recs[:150]), "truncated_stream")
+    ]
 
 
 def test_corrupt_second_frame(tmp_path: Path) -> None:

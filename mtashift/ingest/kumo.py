@@ -9,10 +9,10 @@ How it works (and why):
   lines, so memory stays bounded whatever the segment size. The stream state is tracked explicitly because
   a truncated zstd stream raises nothing: it just stops producing output.
 * Each chunk becomes an Arrow string array over the decompressed buffer (zero-copy; line offsets found
-  with numpy) and DuckDB parses every record once, in C++ (``json_transform`` of the mapped fields, times,
-  the event-time key). Polars derives the string columns (domains, queue parts, addresses) and the
-  event_id (the shared XXH3 helper of ``mtashift.ingest.common``). Per-record Python only runs for the
-  rare cases: JSON arrays, recipient arrays, quarantined lines.
+  with numpy) and DuckDB parses every record once, in C++ (one ``json_extract_string`` over the paths of
+  all mapped fields, then times and the event-time key). Polars derives the string columns (domains,
+  queue parts, addresses) and the event_id (the shared XXH3 helper of ``mtashift.ingest.common``).
+  Per-record Python only runs for the rare cases: JSON arrays, recipient arrays, quarantined lines.
 * ``extra`` is the record text itself, so nothing of the source is lost and no re-serialisation is paid.
 * Output is streamed chunk by chunk into one Parquet file per landing file (a row group per chunk) under a
   temporary name that is renamed on success, so a partial file is never visible.
@@ -777,7 +777,7 @@ class _Reader:
         )
         if keep is not None:
             table = table.take(_int64_array(np.flatnonzero(keep).astype(np.int64)))
-        extra = _line_views(buf, arr, starts)
+        extra = _line_views(buf, arr, starts, txt)
         if unterminated_last and n:
             self._last_line_check(table, extra)
         else:
@@ -851,12 +851,14 @@ def _table(rows: list[tuple[int, int, int | None, str]]) -> tuple[pa.Table, pl.S
     return frame.to_arrow().cast(_LINES_SCHEMA), pl.Series("extra", extra, dtype=pl.String)
 
 
-def _line_views(buf: memoryview, arr: np.ndarray, starts: np.ndarray) -> pl.Series:
+def _line_views(buf: memoryview, arr: np.ndarray, starts: np.ndarray, txt: pa.Array) -> pl.Series:
     """Each line's text without its line end, as string views into ``buf`` (no copy of the text).
 
     Arrow's view layout (16 bytes a string, little-endian): length, then up to 12 bytes inline for short
-    strings, else a 4-byte prefix, buffer index 0 and the offset into ``buf``.
+    strings, else a 4-byte prefix, buffer index 0 and the 32-bit offset into ``buf``.
     """
+    if len(arr) > np.iinfo(np.int32).max:  # a chunk grown past 2 GiB by one enormous line: copy instead
+        return pl.Series("extra", txt).str.strip_chars_end("\r\n")
     n = len(starts) - 1
     ends = starts[1:].copy()
     nonempty = ends > starts[:-1]

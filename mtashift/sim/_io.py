@@ -17,6 +17,7 @@ from mtashift.sim.model import mix64
 
 READ_ONLY = 0o444
 WRITABLE = 0o644
+FLUSH_BYTES = 32 * 1024
 ZSTD_LEVEL = 1  # the estate's kumod runs configure_local_logs{compression_level = 1}
 
 
@@ -124,8 +125,13 @@ def zstd_bytes(data: bytes | Iterable[bytes | memoryview]) -> bytes:
     with cctx.stream_writer(bio, closefd=False) as w:
         if isinstance(data, bytes | bytearray | memoryview):
             data = [data]
+        # a log writer flushes as it goes: a block per FLUSH_BYTES of input, so a cut stream
+        # still decodes up to the last complete block
         for piece in data:
-            w.write(piece)
+            view = memoryview(piece)
+            for start in range(0, len(view), FLUSH_BYTES):
+                w.write(view[start : start + FLUSH_BYTES])
+                w.flush(zstandard.FLUSH_BLOCK)
     return bio.getvalue()
 
 

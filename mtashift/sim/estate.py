@@ -939,6 +939,15 @@ REPLIES: tuple[Reply, ...] = (
         None,
     ),
     Reply(
+        "kumo.dinjrebind",
+        250,
+        None,
+        "KumoMTA internal: moved out of the deferred injection queue",
+        "other",
+        "Uncategorized",
+        None,
+    ),
+    Reply(
         "kumo.xferout", 250, None, "KumoMTA internal: transferred to kumo1", "other", "Uncategorized", None
     ),
     Reply("kumo.xferin", 250, None, "KumoMTA internal: received from kumo3", "other", "Uncategorized", None),

@@ -55,6 +55,7 @@ KIND_TYPE = {
     M.XFER_OUT: "XferOut",
     M.XFER_IN: "XferIn",
     M.UNKNOWN: UNKNOWN_TYPE,
+    M.DINJ_REBIND: "DeferredInjectionRebind",
 }
 PYTHON_KINDS = (M.RBOUNCE, M.COMPLAINT, M.REJECTED)
 ATTEMPT_KINDS = (M.DELIVERED, M.DEFERRED, M.BOUNCED)
@@ -230,7 +231,7 @@ def build_template(model: M.Model, node: int) -> Template:
         Low(run_j, ("kind", "mx")),
     ]  # fmt: skip
     sizes = {
-        "kind": 15,
+        "kind": M.N_KINDS,
         "vmta": len(E.VMTAS),
         "mx": len(E.DOMAINS) * MX_WIDTH,
         "reply": len(E.REPLIES) + 1,
@@ -796,10 +797,14 @@ def _write_segment(
     compressed = _io.zstd_bytes(data_parts)
     intact = -1
     # fault: the first completed kumo2 segment opened after the middle of its period is cut short
-    if not res.truncated and node == E.KUMO2 and not is_open and n >= 10 and _is_middle(model, node, t_first):
-        cut = max(16, int(len(compressed) * 0.55))
+    if not res.truncated and node == E.KUMO2 and not is_open and n >= 40 and _is_middle(model, node, t_first):
+        # cut inside the stream so that some blocks still decode and some records are lost
+        for fraction in (0.55, 0.7, 0.85, 0.95):
+            cut = max(16, int(len(compressed) * fraction))
+            intact = count_intact_lines(compressed[:cut])
+            if 0 < intact < n:
+                break
         compressed = compressed[:cut]
-        intact = count_intact_lines(compressed)
         res.truncated = {
             "path": rel,
             "total_records": n,

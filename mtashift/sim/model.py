@@ -44,7 +44,9 @@ DAY = 86400 * NS
     XFER_OUT,
     XFER_IN,
     UNKNOWN,
-) = range(15)
+    DINJ_REBIND,
+) = range(16)
+N_KINDS = 16
 EVENT_TYPE: tuple[str, ...] = (
     "received",
     "delivered",
@@ -57,6 +59,7 @@ EVENT_TYPE: tuple[str, ...] = (
     "complaint",
     "rejected",
     "admin_bounce",
+    "other",
     "other",
     "other",
     "other",
@@ -658,7 +661,22 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
         vmta[xfer],
         dom[xfer],
     )
-    unk = _pick(rng, np.flatnonzero((node == E.KUMO1) & (batch < 0) & (final == DELIVERED)), 2)
+    quiet = np.flatnonzero((node == E.KUMO1) & (batch < 0) & (final == DELIVERED))
+    unk = _pick(rng, quiet, 2)
+    # HTTP injections spooled to the deferred-injection queue first, then rebound to their queue
+    dinj = _pick(rng, np.setdiff1d(quiet[pool[quiet] == E.TRANS], unk), 2)
+    add(
+        dinj,
+        rcpt[dinj],
+        DINJ_REBIND,
+        E.KUMO1,
+        t0[dinj] + lat0[dinj] // 3,
+        0,
+        E.R["kumo.dinjrebind"],
+        -1,
+        vmta[dinj],
+        dom[dinj],
+    )
     add(
         unk,
         rcpt[unk],

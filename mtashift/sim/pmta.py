@@ -707,7 +707,7 @@ def _render_lines(
     return lines
 
 
-KIND_TC = np.zeros(15, dtype=np.int8)
+KIND_TC = np.zeros(M.N_KINDS, dtype=np.int8)
 for _k, _c in KIND_TO_TC.items():
     KIND_TC[_k] = _c
 MID_TYPES = (TC_R, *DBT, TC_F)

@@ -376,7 +376,7 @@ def write_all(
     from mtashift.sim.pmta import lookups, msg_id_series
 
     lk = lookups(model, model.seed)
-    outcome_names = np.array(["other"] * 15, dtype=object)
+    outcome_names = np.array(["other"] * M.N_KINDS, dtype=object)
     outcome_names[[M.DELIVERED, M.BOUNCED, M.EXPIRED, M.ADMIN_BOUNCE]] = [
         "delivered",
         "bounced",
