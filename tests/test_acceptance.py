@@ -10,10 +10,10 @@ import os
 import shutil
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
+from mtashift import catalog
 from mtashift.events import build_events_day
 from mtashift.lake import Lake
 from mtashift.sim import generate
@@ -39,12 +39,25 @@ def run(estate: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, R
     return Lake.at(lake_dir), summary
 
 
+class Catalog:
+    """Read-only queries over the lake's catalog, one short-lived connection each (as analysts do)."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def df(self, sql: str) -> pl.DataFrame:
+        return catalog.query(self.lake, sql)
+
+    def rows(self, sql: str) -> list[tuple]:
+        return self.df(sql).rows()
+
+    def one(self, sql: str) -> tuple:
+        return self.df(sql).row(0)
+
+
 @pytest.fixture(scope="module")
-def con(run: tuple[Lake, RunSummary]) -> duckdb.DuckDBPyConnection:
-    lake, _ = run
-    c = duckdb.connect(str(lake.catalog), read_only=True)
-    yield c
-    c.close()
+def con(run: tuple[Lake, RunSummary]) -> Catalog:
+    return Catalog(run[0])
 
 
 def truth(estate: Path, name: str) -> pl.DataFrame:
@@ -55,15 +68,15 @@ def truth_json(estate: Path, name: str) -> dict:
     return json.loads((estate / "truth" / name).read_text())
 
 
-def _counts(con: duckdb.DuckDBPyConnection, *, mta: str) -> pl.DataFrame:
-    return con.sql(
+def _counts(con: Catalog, *, mta: str) -> pl.DataFrame:
+    return con.df(
         f"SELECT CAST(event_time AS DATE) AS date, event_type, count(*) AS n FROM events "
         f"WHERE mta = '{mta}' GROUP BY ALL"
-    ).pl()
+    )
 
 
 @pytest.mark.parametrize("mta", ["pmta", "kumo"])
-def test_event_counts_per_day_and_type_equal_truth(estate: Path, con: duckdb.DuckDBPyConnection, mta: str) -> None:
+def test_event_counts_per_day_and_type_equal_truth(estate: Path, con: Catalog, mta: str) -> None:
     want = (
         truth(estate, "event_counts.parquet")
         .filter(pl.col("mta") == mta)
@@ -77,20 +90,20 @@ def test_event_counts_per_day_and_type_equal_truth(estate: Path, con: duckdb.Duc
     assert int(both["n"].sum()) == int(want["want"].sum()) > 0
 
 
-def test_quarantine_holds_exactly_the_injected_faults(estate: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_quarantine_holds_exactly_the_injected_faults(estate: Path, con: Catalog) -> None:
     want = truth(estate, "quarantine.parquet").select("source_kind", "source_file", "source_line", "reason")
-    got = con.sql("SELECT source_kind, source_file, source_line, reason FROM quarantine").pl()
+    got = con.df("SELECT source_kind, source_file, source_line, reason FROM quarantine")
     key = ["source_kind", "source_file", "source_line", "reason"]
     assert sorted(got.select(key).rows()) == sorted(want.select(key).rows())
     # Every row carries a reason from the closed vocabulary and the raw text.
-    assert con.sql("SELECT count(*) FROM quarantine WHERE raw_text IS NULL OR detail IS NULL").fetchone() == (0,)
+    assert con.one("SELECT count(*) FROM quarantine WHERE raw_text IS NULL OR detail IS NULL") == (0,)
 
 
-def test_files_reconcile_and_duplicate_file_is_not_loaded(estate: Path, con: duckdb.DuckDBPyConnection) -> None:
-    rows = con.sql(
+def test_files_reconcile_and_duplicate_file_is_not_loaded(estate: Path, con: Catalog) -> None:
+    rows = con.df(
         "SELECT path, status, duplicate_of, lines_read, rows, quarantined, duplicates, other_lines, fanout "
         "FROM ingest_files"
-    ).pl()
+    )
     loaded = rows.filter(pl.col("status") == "loaded")
     lhs = loaded["lines_read"] + loaded["fanout"]
     rhs = loaded["rows"] + loaded["quarantined"] + loaded["duplicates"] + loaded["other_lines"]
@@ -119,16 +132,16 @@ def test_truncated_segment_contributes_exactly_its_intact_records(estate: Path, 
     assert json.loads(m["detail"].item())["records_ok"] == seg["intact_records"]
 
 
-def test_both_mtas_side_by_side_per_pool_across_cutover(con: duckdb.DuckDBPyConnection) -> None:
-    per = con.sql(
+def test_both_mtas_side_by_side_per_pool_across_cutover(con: Catalog) -> None:
+    per = con.df(
         "SELECT pool, mta, count(*) AS delivered FROM events WHERE event_type = 'delivered' GROUP BY ALL ORDER BY ALL"
-    ).pl()
+    )
     for pool in per["pool"].unique().to_list():
         assert set(per.filter(pl.col("pool") == pool)["mta"]) == {"pmta", "kumo"}, pool
 
 
 def test_provider_day_counts_equal_truth_and_workspace_domains_are_google(
-    estate: Path, con: duckdb.DuckDBPyConnection
+    estate: Path, con: Catalog
 ) -> None:
     types = ["delivered", "deferred", "bounced"]
     want = (
@@ -138,10 +151,10 @@ def test_provider_day_counts_equal_truth_and_workspace_domains_are_google(
         .fill_null(0)
         .rename({"date": "day"})
     )
-    got = con.sql(
+    got = con.df(
         "SELECT day, provider, sum(delivered)::BIGINT AS delivered, sum(deferred)::BIGINT AS deferred, "
         "sum(bounced)::BIGINT AS bounced FROM provider_rates_daily GROUP BY ALL"
-    ).pl()
+    )
     both = want.join(got, on=["day", "provider"], how="full", coalesce=True, suffix="_got").fill_null(0)
     for t in types:
         diff = both.filter(pl.col(t) != pl.col(f"{t}_got"))
@@ -149,55 +162,55 @@ def test_provider_day_counts_equal_truth_and_workspace_domains_are_google(
     domains = truth_json(estate, "estate.json")["domains"]
     workspace = [d["domain"] for d in domains if "aspmx.l.google.com" in str(d.get("mx", ""))]
     assert workspace
-    got_map = dict(con.sql("SELECT recipient_domain, provider FROM recipient_domains").fetchall())
+    got_map = dict(con.rows("SELECT recipient_domain, provider FROM recipient_domains"))
     assert {got_map.get(d) for d in workspace} == {"google"}
 
 
-def test_complaints_per_provider_and_day_equal_truth_once_each(estate: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_complaints_per_provider_and_day_equal_truth_once_each(estate: Path, con: Catalog) -> None:
     want = truth(estate, "complaints.parquet").rename({"date": "day", "count": "want"})
-    got = con.sql(
+    got = con.df(
         "SELECT CAST(complaint_time AS DATE) AS day, provider, count(*) AS n FROM complaints GROUP BY ALL"
-    ).pl()
+    )
     both = want.join(got, on=["day", "provider"], how="full", coalesce=True).fill_null(0)
     assert both.filter(pl.col("want") != pl.col("n")).is_empty(), both.filter(pl.col("want") != pl.col("n"))
-    assert con.sql("SELECT count(*) - count(DISTINCT complaint_id) FROM complaints").fetchone() == (0,)
+    assert con.one("SELECT count(*) - count(DISTINCT complaint_id) FROM complaints") == (0,)
     # Some complaints arrived by two routes and still count once.
-    assert con.sql("SELECT count(*) FROM complaints WHERE len(routes) > 1").fetchone()[0] > 0
+    assert con.one("SELECT count(*) FROM complaints WHERE len(routes) > 1")[0] > 0
 
 
-def test_unclassified_rate_is_queryable(con: duckdb.DuckDBPyConnection) -> None:
-    r = con.sql("SELECT provider, failures, unclassified, unclassified_rate FROM unclassified_rate").pl()
+def test_unclassified_rate_is_queryable(con: Catalog) -> None:
+    r = con.df("SELECT provider, failures, unclassified, unclassified_rate FROM unclassified_rate")
     assert r.height > 0 and r["unclassified_rate"].drop_nulls().is_between(0, 1).all()
 
 
-def test_suppression_equals_truth_per_scope(estate: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_suppression_equals_truth_per_scope(estate: Path, con: Catalog) -> None:
     want = truth(estate, "suppression.parquet").select(
         pl.col("address").str.to_lowercase(), "scope", "source"
     )
-    got = con.sql(
+    got = con.df(
         "SELECT lower(address) AS address, scope, unnest(sources) AS source FROM suppression"
-    ).pl()
+    )
     assert set(got.rows()) == set(want.rows())
-    assert con.sql("SELECT count(*) FROM suppression WHERE 'legacy' IN sources").fetchone()[0] == want.filter(
+    assert con.one("SELECT count(*) FROM suppression WHERE 'legacy' IN sources")[0] == want.filter(
         pl.col("source") == "legacy"
     ).height
 
 
-def test_regressing_pool_is_held_and_healthy_pools_proceed(estate: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_regressing_pool_is_held_and_healthy_pools_proceed(estate: Path, con: Catalog) -> None:
     reg = truth_json(estate, "estate.json")["regression"]
-    verdicts = dict(con.sql("SELECT pool, verdict FROM cutover_verdicts").fetchall())
+    verdicts = dict(con.rows("SELECT pool, verdict FROM cutover_verdicts"))
     assert verdicts[reg["pool"]] in {"hold", "rollback"}
     assert {v for p, v in verdicts.items() if p != reg["pool"]} == {"proceed"}
-    cited = con.sql(
+    cited = con.rows(
         f"SELECT e.provider, e.metric FROM (SELECT unnest(evidence) AS e FROM cutover_verdicts "
         f"WHERE pool = '{reg['pool']}') WHERE e.verdict IN ('hold', 'rollback')"
-    ).fetchall()
+    )
     assert (reg["provider"], reg["metric"]) in cited
 
 
-def test_in_flight_counts_equal_truth(estate: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_in_flight_counts_equal_truth(estate: Path, con: Catalog) -> None:
     want = truth(estate, "in_flight.parquet")
-    got = con.sql("SELECT pool, drained_messages, unfinished_messages FROM inflight_drain").pl()
+    got = con.df("SELECT pool, drained_messages, unfinished_messages FROM inflight_drain")
     for pool in got["pool"].to_list():
         w = want.filter(pl.col("pool") == pool)
         g = got.filter(pl.col("pool") == pool).row(0, named=True)
@@ -237,18 +250,14 @@ def test_zz_open_segment_then_new_file_recompute_only_touched_days(estate: Path,
     assert os.access(seg, os.W_OK)
     m = pl.read_parquet(lake.manifest / "kumo.parquet").filter(pl.col("path") == info["path"])
     assert m["status"].to_list() == ["skipped_open"]
-    con = duckdb.connect(str(lake.catalog), read_only=True)
-    before = dict(con.sql("SELECT CAST(date AS VARCHAR), count(*) FROM events GROUP BY 1").fetchall())
-    con.close()
+    before = dict(catalog.query(lake, "SELECT CAST(date AS VARCHAR), count(*) FROM events GROUP BY 1").rows())
 
     seg.chmod(0o444)
     s = run_pipeline(landing_dir=landing, lake_dir=lake.root)
     assert s.failed == []
     add = pl.DataFrame(info["counts"]).group_by("date").agg(pl.col("count").sum())
     assert sorted(s.days) == sorted(str(d) for d in add["date"].to_list())
-    con = duckdb.connect(str(lake.catalog), read_only=True)
-    after = dict(con.sql("SELECT CAST(date AS VARCHAR), count(*) FROM events GROUP BY 1").fetchall())
-    con.close()
+    after = dict(catalog.query(lake, "SELECT CAST(date AS VARCHAR), count(*) FROM events GROUP BY 1").rows())
     for d, n in add.iter_rows():
         assert after[str(d)] == before[str(d)] + n
 

@@ -7,6 +7,7 @@ test_sim_recount.py and test_sim_shapes.py.
 from __future__ import annotations
 
 import atexit
+import collections
 import functools
 import gzip
 import hashlib
@@ -247,3 +248,20 @@ def test_legacy_suppression_files(sim: Path) -> None:
         if row["source_file"].endswith(".txt"):
             assert lines[row["source_line"] - 1].strip() in ("not-an-address", "john.smith@", "a@b@c.example")
     assert q.height == 5
+
+
+def test_webhook_capture_layouts(sim: Path) -> None:
+    layouts = collections.Counter()
+    for path in sorted((sim / "landing/kumo/webhooks").glob("hook-*.json")):
+        text = path.read_text()
+        if text.startswith("[\n"):
+            layouts["whole-file array"] += 1
+            assert isinstance(json.loads(text), list)
+        elif text.startswith("["):
+            layouts["array per line"] += 1
+            assert all(isinstance(json.loads(line), list) for line in text.splitlines())
+        else:
+            layouts["object per line"] += 1
+            assert all(isinstance(json.loads(line), dict) for line in text.splitlines())
+    assert layouts["whole-file array"] == 1
+    assert layouts["array per line"] >= 1 and layouts["object per line"] >= 1

@@ -1140,6 +1140,7 @@ def _document(reader: _Reader, data: bytes, doc: object) -> None:
 
 
 __all__ = [
+    "EVENT_ID_KEY",
     "INBOUND_TYPES",
     "KumoFileJob",
     "KumoFileStats",
@@ -1148,5 +1149,6 @@ __all__ = [
     "ingest_kumo_file",
     "ingest_kumo_files",
     "is_open_segment",
+    "kumo_event_id",
     "parse_kumo_file",
 ]

@@ -136,7 +136,7 @@ def data_as_of(lake: Lake) -> str:
     """The newest event time in the lake: reports are stamped with data time, not wall time."""
     try:
         con = duckdb.connect(str(lake.catalog), read_only=True)
-        v = con.execute("SELECT max(event_time) FROM events").fetchone()[0]
+        v = con.execute("SELECT max(event_time) FROM events").fetchall()[0][0]
         con.close()
     except duckdb.Error:
         return ""

@@ -201,7 +201,7 @@ def headline(lake: Lake, name: str) -> list[dict[str, str]]:
     try:
         for k in HEADLINES.get(name, []):
             try:
-                v = con.execute(k.sql).fetchone()[0]
+                v = con.execute(k.sql).fetchall()[0][0]
             except duckdb.Error:
                 continue  # the view is not built yet
             out.append({"key": k.key, "label": k.label, "value": fmt_value(v, column=k.column)})

@@ -13,6 +13,7 @@ Modules: :mod:`~mtashift.sim.estate` (static estate data), :mod:`~mtashift.sim.m
 
 from __future__ import annotations
 
+import functools
 import shutil
 import threading
 import time
@@ -93,48 +94,35 @@ def generate(
     # files and ledger rows; results are merged in task order, so the output does not depend on timing.
     rnd = kumo.Renderer(model, seed)
     rnd.complaints = {c["cid"]: c for c in complaints}
-    k_streams = kumo.streams(model)
-    tasks: list[tuple[float, str, int, Callable[[], object]]] = []
-    for i, st in enumerate(k_streams):
-        tasks.append(
-            (
-                2.5 * len(st[2]),
-                "kumo",
-                i,
-                lambda i=i, st=st: kumo.render_stream(
-                    model,
-                    landing,
-                    rnd,
-                    st,
-                    seed=seed,
-                    ledger=ledger,
-                    file_base=KUMO_FILE_BASE + (i << 16),
-                    progress=safe_progress,
-                ),
+    tasks: list[tuple[float, tuple[str, int, int], Callable[[], object]]] = []
+    for i, stream in enumerate(kumo.streams(model)):
+        plan = kumo.plan_stream(model, rnd, stream, seed=seed, file_base=KUMO_FILE_BASE + (i << 16))
+        if plan is None:
+            continue
+        for j, files in enumerate(kumo.jobs(plan)):
+            cost = 2.5 * float(plan.ends[files[1] - 1] - plan.starts[files[0]])
+            job = functools.partial(
+                kumo.run_job, model, landing, plan, files, seed=seed, ledger=ledger, progress=safe_progress
             )
-        )
+            tasks.append((cost, ("kumo", i, j), job))
     for i, node in enumerate((E.PMTA1, E.PMTA2)):
-        n_rows = int((ev["node"] == node).sum())
-        tasks.append(
-            (
-                float(n_rows),
-                "pmta",
-                i,
-                lambda i=i, node=node: pmta.render_node(
-                    model,
-                    landing,
-                    node,
-                    seed=seed,
-                    ledger=ledger,
-                    file_base=(i + 1) << 16,
-                    progress=safe_progress,
-                ),
-            )
+        job = functools.partial(
+            pmta.render_node,
+            model,
+            landing,
+            node,
+            seed=seed,
+            ledger=ledger,
+            file_base=(i + 1) << 16,
+            progress=safe_progress,
         )
+        tasks.append((float((ev["node"] == node).sum()), ("pmta", i, 0), job))
+    # longest first on two workers; results are collected in task-key order, not completion order
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {(kind, i): pool.submit(fn) for _cost, kind, i, fn in sorted(tasks, key=lambda x: -x[0])}
-        pres = pmta.finalize(landing, model, [futures[("pmta", i)].result() for i in range(2)])
-        kres = kumo.merge([futures[("kumo", i)].result() for i in range(len(k_streams))])
+        futures = {key: pool.submit(fn) for _cost, key, fn in sorted(tasks, key=lambda x: -x[0])}
+        results = {key: f.result() for key, f in futures.items()}
+    pres = pmta.finalize(landing, model, [results[("pmta", i, 0)] for i in range(2)])
+    kres = kumo.merge([results[k] for k in sorted(k for k in results if k[0] == "kumo")])
 
     visible = ledger["file"] >= 0
     visible[np.array(pres.fault_eids, dtype=np.int64)] = False

@@ -37,6 +37,7 @@ from mtashift.sim.pmta import MX_WIDTH, N_MX, lookups
 SEGMENT_HOURS = 3
 SEGMENT_RECORDS = 200_000
 CHUNK_RECORDS = 400_000
+JOB_RECORDS = 700_000  # records per worker job (whole segments)
 WEBHOOK_HOURS = 2
 UNKNOWN_TYPE = "SuspendNotice"  # a record type this pipeline has never seen (-> other)
 
@@ -84,7 +85,6 @@ class KumoResult:
     open_segment: str = ""
     truncated: dict = field(default_factory=dict)
     broken: dict = field(default_factory=dict)
-    file_names: list[str] = field(default_factory=list)  # ledger file ids (offset by the caller)
 
 
 def _json(s: str) -> str:
@@ -554,88 +554,6 @@ def streams(model: M.Model) -> list[tuple[int, str, np.ndarray]]:
     return out
 
 
-def render_stream(
-    model: M.Model,
-    landing: Path,
-    rnd: Renderer,
-    stream: tuple[int, str, np.ndarray],
-    *,
-    seed: int,
-    ledger: dict[str, np.ndarray],
-    file_base: int,
-    progress=None,
-) -> KumoResult:
-    """Write one stream's segments (or webhook captures); fill ``ledger`` for its events."""
-    node, suffix, rows = stream
-    res = KumoResult()
-    if len(rows) == 0:
-        return res
-    st = _Stream(model, rnd, node, rows)
-    if E.NODES[node].webhook:
-        _write_webhooks(model, landing, st, ledger, file_base, res, seed)
-    else:
-        _write_segments(
-            model,
-            landing,
-            st,
-            suffix,
-            ledger,
-            file_base,
-            res,
-            seed,
-            is_open_stream=(node == E.KUMO1 and suffix == ""),
-        )
-    if progress:
-        progress(f"kumo:{E.NODES[node].name}{suffix}", len(rows), len(rows))
-    return res
-
-
-def merge(results: list[KumoResult]) -> KumoResult:
-    out = KumoResult()
-    for r in results:
-        out.segments += r.segments
-        out.webhooks += r.webhooks
-        out.duplicates.update(r.duplicates)
-        out.quarantine += r.quarantine
-        out.lost_eids += r.lost_eids
-        out.file_names += r.file_names
-        if r.open_segment:
-            out.open_segment, out.open_eids = r.open_segment, r.open_eids
-        out.truncated = out.truncated or r.truncated
-        out.broken = out.broken or r.broken
-    return out
-
-
-def render(
-    model: M.Model,
-    landing: Path,
-    *,
-    seed: int,
-    ledger: dict[str, np.ndarray],
-    file_base: int,
-    complaints: dict[int, dict],
-    progress=None,
-) -> KumoResult:
-    """Every stream in sequence (the generator runs :func:`render_stream` per stream on worker threads)."""
-    rnd = Renderer(model, seed)
-    rnd.complaints = complaints
-    return merge(
-        [
-            render_stream(
-                model,
-                landing,
-                rnd,
-                s,
-                seed=seed,
-                ledger=ledger,
-                file_base=file_base + (i << 16),
-                progress=progress,
-            )
-            for i, s in enumerate(streams(model))
-        ]
-    )
-
-
 class _Stream:
     """The rows one log stream writes, with multi-recipient batches folded into their leader's line.
 
@@ -696,12 +614,37 @@ class _Stream:
         return np.concatenate(e), np.concatenate(o)
 
 
-def _write_segments(
-    model, landing, st: _Stream, suffix, ledger, file_base, res: KumoResult, seed, is_open_stream
-) -> None:
+@dataclass
+class Plan:
+    """What one log stream writes, decided before any file is rendered (so jobs can split it)."""
+
+    st: _Stream
+    suffix: str
+    webhook: bool
+    starts: np.ndarray  # per file: first kept position (segments) / first entry (webhooks)
+    ends: np.ndarray
+    file_base: int
+    open_index: int = -1
+    broken: tuple[int, int] = (-1, -1)  # (segment index, position of the record cut in half)
+    truncated_index: int = -1
+    # webhooks: the ordered entries (kept position, is a repeated copy) and the file layouts
+    entries: np.ndarray | None = None
+    is_copy: np.ndarray | None = None
+    first_pos: np.ndarray | None = None  # per file: kept position of its first original record
+
+
+def plan_stream(
+    model: M.Model, rnd: Renderer, stream: tuple[int, str, np.ndarray], *, seed: int, file_base: int
+) -> Plan | None:
+    node, suffix, rows = stream
+    if len(rows) == 0:
+        return None
+    st = _Stream(model, rnd, node, rows)
     ev = model.ev
-    node = st.node
-    t = ev["t"][st.rows[st.kept]]
+    kept_rows = st.rows[st.kept]
+    t = ev["t"][kept_rows]
+    if E.NODES[node].webhook:
+        return _plan_webhooks(model, st, t, seed=seed, file_base=file_base)
     origin = model.t_start + (node * 37 + (7 if suffix else 0)) * M.MINUTE
     bucket = (t - origin) // (SEGMENT_HOURS * M.HOUR)
     seg_start = np.flatnonzero(np.diff(bucket, prepend=-1))
@@ -709,96 +652,169 @@ def _write_segments(
     for a, b in zip(seg_start.tolist(), [*seg_start[1:].tolist(), len(t)], strict=True):
         starts.extend(range(a, b, SEGMENT_RECORDS))
     ends = [*starts[1:], len(t)]
-    si = 0
-    while si < len(starts):
-        sj = si
-        while sj < len(starts) and ends[sj] - starts[si] <= CHUNK_RECORDS:
-            sj += 1
-        sj = max(sj, si + 1)
-        a, b = starts[si], ends[sj - 1]
-        lines = st.lines(np.arange(a, b))
-        for k in range(si, sj):
-            is_open = is_open_stream and k == len(starts) - 1
-            _write_segment(
-                model,
-                landing,
-                st,
-                suffix,
-                lines.slice(starts[k] - a, ends[k] - starts[k]),
-                np.arange(starts[k], ends[k]),
-                ledger,
-                file_base,
-                res,
-                seed,
-                is_open,
-            )
-        si = sj
+    plan = Plan(st, suffix, False, np.array(starts), np.array(ends), file_base)
+    if node == E.KUMO1 and suffix == "":
+        plan.open_index = len(starts) - 1
+        # broken JSON: in the first completed segment holding a Delivery after its first line
+        kinds = ev["kind"][kept_rows]
+        for k in range(len(starts) - 1):
+            deliveries = np.flatnonzero(kinds[starts[k] + 1 : ends[k]] == M.DELIVERED)
+            if len(deliveries) and ends[k] - starts[k] >= 4:
+                plan.broken = (k, int(deliveries[0]) + 1)
+                break
+    if node == E.KUMO2:
+        # truncated: the first segment opened after the middle of the node's period, not too small
+        pool = next(i for i, p in enumerate(E.POOLS) if p.kumo_node == node)
+        mid = model.cutover[pool] + (model.t_end - model.cutover[pool]) // 2
+        for k in range(len(starts)):
+            if t[starts[k]] >= mid and ends[k] - starts[k] >= 40:
+                plan.truncated_index = k
+                break
+    return plan
+
+
+def jobs(plan: Plan, max_records: int = JOB_RECORDS) -> list[tuple[int, int]]:
+    """File-index ranges of about ``max_records`` records each."""
+    sizes = plan.ends - plan.starts
+    out, k0, acc = [], 0, 0
+    for k, size in enumerate(sizes.tolist()):
+        if acc and acc + size > max_records:
+            out.append((k0, k))
+            k0, acc = k, 0
+        acc += size
+    out.append((k0, len(sizes)))
+    return out
+
+
+def run_job(
+    model: M.Model,
+    landing: Path,
+    plan: Plan,
+    files: tuple[int, int],
+    *,
+    seed: int,
+    ledger: dict[str, np.ndarray],
+    progress=None,
+) -> KumoResult:
+    res = KumoResult()
+    if plan.webhook:
+        _write_webhooks(model, landing, plan, files, ledger, res, seed)
+    else:
+        k = files[0]
+        while k < files[1]:
+            k2 = k
+            while k2 < files[1] and plan.ends[k2] - plan.starts[k] <= CHUNK_RECORDS:
+                k2 += 1
+            k2 = max(k2, k + 1)
+            a, b = int(plan.starts[k]), int(plan.ends[k2 - 1])
+            lines = plan.st.lines(np.arange(a, b))
+            for j in range(k, k2):
+                s0, s1 = int(plan.starts[j]), int(plan.ends[j])
+                _write_segment(
+                    model,
+                    landing,
+                    plan,
+                    j,
+                    lines.slice(s0 - a, s1 - s0),
+                    np.arange(s0, s1),
+                    ledger,
+                    res,
+                    seed,
+                )
+            k = k2
+    if progress:
+        node = E.NODES[plan.st.node].name
+        progress(
+            f"kumo:{node}{plan.suffix}",
+            int(plan.ends[files[1] - 1] if not plan.webhook else files[1]),
+            int(plan.ends[-1] if not plan.webhook else len(plan.starts)),
+        )
+    return res
+
+
+def merge(results: list[KumoResult]) -> KumoResult:
+    out = KumoResult()
+    for r in results:
+        out.segments += r.segments
+        out.webhooks += r.webhooks
+        out.duplicates.update(r.duplicates)
+        out.quarantine += r.quarantine
+        out.lost_eids += r.lost_eids
+        if r.open_segment:
+            out.open_segment, out.open_eids = r.open_segment, r.open_eids
+        out.truncated = out.truncated or r.truncated
+        out.broken = out.broken or r.broken
+    return out
+
+
+def render(
+    model: M.Model,
+    landing: Path,
+    *,
+    seed: int,
+    ledger: dict[str, np.ndarray],
+    file_base: int,
+    complaints: dict[int, dict],
+    progress=None,
+) -> KumoResult:
+    """Every stream in sequence (the generator runs :func:`run_job` on worker threads)."""
+    rnd = Renderer(model, seed)
+    rnd.complaints = complaints
+    results = []
+    for i, stream in enumerate(streams(model)):
+        plan = plan_stream(model, rnd, stream, seed=seed, file_base=file_base + (i << 16))
+        if plan is not None:
+            results += [
+                run_job(model, landing, plan, r, seed=seed, ledger=ledger, progress=progress)
+                for r in jobs(plan)
+            ]
+    return merge(results)
 
 
 def _write_segment(
-    model,
-    landing,
-    st: _Stream,
-    suffix,
-    seg_lines,
-    positions,
-    ledger,
-    file_base,
-    res: KumoResult,
-    seed,
-    is_open,
+    model, landing, plan: Plan, k: int, seg_lines, positions, ledger, res: KumoResult, seed
 ) -> None:
+    st = plan.st
     node = st.node
     spec = E.NODES[node]
+    is_open = k == plan.open_index
     first_eid = int(st.rows[st.kept[positions[0]]])
     t_first = int(model.ev["t"][first_eid])
-    name = segment_name(t_first, seed + node) + suffix
-    rel = f"kumo/{spec.name}/{name}"
-    file_id = file_base + len(res.file_names)
-    res.file_names.append(rel)
+    rel = f"kumo/{spec.name}/{segment_name(t_first, seed + node)}{plan.suffix}"
+    file_id = plan.file_base + k
     n = len(positions)
     line_of_pos = np.arange(1, n + 1, dtype=np.int64)
     data_parts = _io.string_bytes(seg_lines)
-    # fault: broken JSON lines in the first completed kumo1 main segment
-    if not res.broken and node == E.KUMO1 and suffix == "" and not is_open and n >= 4:
+    if k == plan.broken[0]:
+        # fault: a line of log-writer noise after the first record, and one record cut in half
+        target = plan.broken[1]
         raw = b"".join(bytes(p) for p in data_parts)
         text_lines = raw.split(b"\n")[:-1]
-        target = next((i for i, ln in enumerate(text_lines) if b'"type":"Delivery"' in ln and i > 0), None)
-        if target is not None:
-            text_lines[target] = text_lines[target][: len(text_lines[target]) // 2]
-            text_lines.insert(1, b"\x1b[2K kumod: log writer interrupted")
-            data_parts = [b"\n".join(text_lines) + b"\n"]
-            line_of_pos = np.where(np.arange(n) >= 1, line_of_pos + 1, line_of_pos)
-            res.broken = {
-                "path": rel,
-                "lines": [2, target + 2],
-                "garbage_line": 2,
-                "half_record_line": target + 2,
-            }
+        text_lines[target] = text_lines[target][: len(text_lines[target]) // 2]
+        text_lines.insert(1, b"\x1b[2K kumod: log writer interrupted")
+        data_parts = [b"\n".join(text_lines) + b"\n"]
+        line_of_pos = np.where(np.arange(n) >= 1, line_of_pos + 1, line_of_pos)
+        res.broken = {
+            "path": rel,
+            "lines": [2, target + 2],
+            "garbage_line": 2,
+            "half_record_line": target + 2,
+        }
+        for line, detail in ((2, "not JSON (log writer noise)"), (target + 2, "record cut in half")):
             res.quarantine.append(
                 {
                     "source_kind": "kumo",
                     "source_file": rel,
-                    "source_line": 2,
+                    "source_line": line,
                     "reason": "invalid_json",
-                    "detail": "not JSON (log writer noise)",
+                    "detail": detail,
                 }
             )
-            res.quarantine.append(
-                {
-                    "source_kind": "kumo",
-                    "source_file": rel,
-                    "source_line": target + 2,
-                    "reason": "invalid_json",
-                    "detail": "record cut in half",
-                }
-            )
-            res.lost_eids.append(st.eids(positions[[target]])[0])
+        res.lost_eids.append(st.eids(positions[[target]])[0])
     compressed = _io.zstd_bytes(data_parts)
     intact = -1
-    # fault: the first completed kumo2 segment opened after the middle of its period is cut short
-    if not res.truncated and node == E.KUMO2 and not is_open and n >= 40 and _is_middle(model, node, t_first):
-        # cut inside the stream so that some blocks still decode and some records are lost
+    if k == plan.truncated_index:
+        # fault: the stream is cut so that some blocks still decode and the rest is lost
         for fraction in (0.55, 0.7, 0.85, 0.95):
             cut = max(16, int(len(compressed) * fraction))
             intact = count_intact_lines(compressed[:cut])
@@ -834,24 +850,15 @@ def _write_segment(
         res.open_eids = eids
 
 
-def _is_middle(model: M.Model, node: int, t_first: int) -> bool:
-    pool = next(i for i, p in enumerate(E.POOLS) if p.kumo_node == node)
-    mid = model.cutover[pool] + (model.t_end - model.cutover[pool]) // 2
-    return t_first >= mid
-
-
-def _write_webhooks(model, landing, st: _Stream, ledger, file_base, res: KumoResult, seed) -> None:
-    """Webhook captures of a node: two-hour files, three layouts, about 1.5 % repeated records."""
-    ev = model.ev
-    rng = np.random.default_rng(seed + 1009)
-    n = len(st.kept)
-    t = ev["t"][st.rows[st.kept]]
+def _plan_webhooks(model: M.Model, st: _Stream, t: np.ndarray, *, seed: int, file_base: int) -> Plan:
+    """Two-hour capture files; about 1.5 % of records are delivered again (same bytes)."""
+    rng = np.random.default_rng([seed, 1009])
+    n = len(t)
     bucket = (t - model.t_start) // (WEBHOOK_HOURS * M.HOUR)
     starts = np.flatnonzero(np.diff(bucket, prepend=-1))
     ends = np.concatenate([starts[1:], [n]])
     n_files = len(starts)
     file_of = np.searchsorted(starts, np.arange(n), side="right") - 1
-    whole_file = 2 if n_files > 2 else n_files - 1
     # Entries: every record once (its original) plus duplicate copies. A copy follows its original a
     # few records later in the same file, or opens the next file (re-sent after the collector
     # rotated). Entries are ordered by (file, key); an original at position p has key 4p.
@@ -870,19 +877,28 @@ def _write_webhooks(model, landing, st: _Stream, ledger, file_base, res: KumoRes
     key = np.concatenate([4 * np.arange(n), dup_key])
     is_copy = np.concatenate([np.zeros(n, dtype=bool), np.ones(n_dup, dtype=bool)])
     order = np.lexsort((key, f_all))
-    pos, f_all, is_copy = pos[order], f_all[order], is_copy[order]
+    f_all = f_all[order]
     f_start = np.searchsorted(f_all, np.arange(n_files))
-    f_end = np.concatenate([f_start[1:], [len(pos)]])
-    for fi in range(n_files):
-        a, b = int(f_start[fi]), int(f_end[fi])
-        seq = pos[a:b]
-        name = (
-            dt.datetime.fromtimestamp(int(t[starts[fi]] // M.NS), tz=dt.UTC).strftime("hook-%Y%m%d-%H%M%S")
-            + ".json"
-        )
+    f_end = np.concatenate([f_start[1:], [len(order)]])
+    plan = Plan(st, "", True, f_start, f_end, file_base)
+    plan.entries, plan.is_copy, plan.first_pos = pos[order], is_copy[order], starts
+    return plan
+
+
+def _write_webhooks(
+    model, landing, plan: Plan, files: tuple[int, int], ledger, res: KumoResult, seed
+) -> None:
+    ev = model.ev
+    st = plan.st
+    n_files = len(plan.starts)
+    whole_file = 2 if n_files > 2 else n_files - 1
+    for fi in range(*files):
+        a, b = int(plan.starts[fi]), int(plan.ends[fi])
+        seq = plan.entries[a:b]
+        is_copy = plan.is_copy[a:b]
+        t_first = int(ev["t"][st.rows[st.kept[int(plan.first_pos[fi])]]])
+        name = dt.datetime.fromtimestamp(t_first // M.NS, tz=dt.UTC).strftime("hook-%Y%m%d-%H%M%S") + ".json"
         rel = f"kumo/webhooks/{name}"
-        file_id = file_base + len(res.file_names)
-        res.file_names.append(rel)
         res.webhooks.append(rel)
         parts = st.lines(seq).str.strip_chars_end("\n")
         idx = np.arange(len(seq))
@@ -892,6 +908,7 @@ def _write_webhooks(model, landing, st: _Stream, ledger, file_base, res: KumoRes
             )["x"]
             line = idx + 2
         elif fi % 3 == 1:
+            rng = np.random.default_rng([seed, 1013, fi])
             cut = np.cumsum(rng.integers(1, 51, len(seq) + 1))
             batch = np.searchsorted(cut, idx, side="right")
             text = (
@@ -904,14 +921,14 @@ def _write_webhooks(model, landing, st: _Stream, ledger, file_base, res: KumoRes
         else:
             text = parts + "\n"
             line = idx + 1
-        res.duplicates[rel] = int(is_copy[a:b].sum())
+        res.duplicates[rel] = int(is_copy.sum())
         last_eid = int(st.rows[st.kept[int(seq.max())]])
         out = _io.Output(landing / rel, mtime=int(ev["t"][last_eid] // M.NS) + 5)
         out.write(_io.string_bytes(text))
         out.close()
-        orig = ~is_copy[a:b]
+        orig = ~is_copy
         eids, owner = st.eids(seq[orig])
-        ledger["file"][eids] = file_id
+        ledger["file"][eids] = plan.file_base + fi
         op = seq[orig]
         srt = np.argsort(op)
         ledger["line"][eids] = line[orig][srt][np.searchsorted(op[srt], owner)]
