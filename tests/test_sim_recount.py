@@ -146,7 +146,14 @@ class Recount:
                     obj = json.loads(line)
                     records.extend(obj if isinstance(obj, list) else [obj])
             for rec in records:
-                key = (rec["id"], rec["type"], rec["timestamp"], json.dumps(rec["recipient"]), rec["num_attempts"], rec["nodeid"])
+                key = (
+                    rec["id"],
+                    rec["type"],
+                    rec["timestamp"],
+                    json.dumps(rec["recipient"]),
+                    rec["num_attempts"],
+                    rec["nodeid"],
+                )
                 if key in seen:
                     self.duplicates += 1
                     continue
@@ -177,7 +184,10 @@ def _pmta_time(text: str) -> dt.datetime | None:
 
 def _truth_counts(frame: pl.DataFrame) -> collections.Counter[Key]:
     return collections.Counter(
-        {(r["date"], r["mta"], r["event_type"], r["provider"]): r["count"] for r in frame.iter_rows(named=True)}
+        {
+            (r["date"], r["mta"], r["event_type"], r["provider"]): r["count"]
+            for r in frame.iter_rows(named=True)
+        }
     )
 
 
@@ -194,7 +204,18 @@ def test_event_counts_schema(sim: Path) -> None:
     )
     assert set(frame["mta"]) == {"pmta", "kumo"}
     providers = set(frame["provider"])
-    assert providers == {"google", "yahoo", "microsoft", "office365", "apple", "comcast", "gmx", "orange", "mimecast", "other"}
+    assert providers == {
+        "google",
+        "yahoo",
+        "microsoft",
+        "office365",
+        "apple",
+        "comcast",
+        "gmx",
+        "orange",
+        "mimecast",
+        "other",
+    }
     # both MTAs log every canonical event type that exists for them
     kinds = frame.group_by("mta").agg(pl.col("event_type").unique().sort()).sort("mta")
     by_mta = dict(zip(kinds["mta"], kinds["event_type"].to_list(), strict=True))
@@ -207,7 +228,10 @@ def test_event_counts_schema(sim: Path) -> None:
 def test_open_segment_counts_match(sim: Path, recount: dict) -> None:
     info = json.loads((sim / "truth/open_segment.json").read_text())
     truth = collections.Counter(
-        {(dt.date.fromisoformat(r["date"]), r["mta"], r["event_type"], r["provider"]): r["count"] for r in info["counts"]}
+        {
+            (dt.date.fromisoformat(r["date"]), r["mta"], r["event_type"], r["provider"]): r["count"]
+            for r in info["counts"]
+        }
     )
     assert sum(truth.values()) > 0
     assert recount["open"] == truth
@@ -218,7 +242,13 @@ def test_quarantine_matches_recount(sim: Path, recount: dict) -> None:
     truth = {(r["source_kind"], r["source_file"], r["source_line"], r["reason"]) for r in q.iter_rows(named=True)
              if r["source_kind"] in ("pmta", "kumo")}  # fmt: skip
     assert recount["quarantine"] == truth
-    assert {r[3] for r in truth} == {"invalid_utf8", "malformed_csv", "bad_timestamp", "invalid_json", "truncated_stream"}
+    assert {r[3] for r in truth} == {
+        "invalid_utf8",
+        "malformed_csv",
+        "bad_timestamp",
+        "invalid_json",
+        "truncated_stream",
+    }
 
 
 def test_webhook_duplicates_match(sim: Path, recount: dict) -> None:
@@ -234,7 +264,9 @@ def test_complaints_truth_routes(sim: Path) -> None:
     counts = pl.read_parquet(sim / "truth/complaints.parquet")
     assert routes["counted"].all()
     assert counts["count"].sum() == routes.height
-    via = routes.select(pl.sum_horizontal(pl.col("via_pmta_f", "via_kumo_feedback", "via_fbl_eml").cast(pl.Int8)))
+    via = routes.select(
+        pl.sum_horizontal(pl.col("via_pmta_f", "via_kumo_feedback", "via_fbl_eml").cast(pl.Int8))
+    )
     assert via.to_series().max() == 2  # some complaints arrive by two routes and count once
     assert (via.to_series() == 1).any()
     # every FBL report exists and names the complaint's Message-ID
@@ -253,7 +285,10 @@ def test_suppression_truth_contains_each_source(sim: Path) -> None:
     assert set(supp["scope"]) == {"global"}
     assert set(supp["source"]) == {"legacy", "bounce", "complaint", "unsubscribe"}
     routes = pl.read_parquet(sim / "truth/complaint_routes.parquet")
-    complainers = {a.rsplit("@", 1)[0] + "@" + idna.encode(a.rsplit("@", 1)[1], uts46=True).decode() for a in routes["recipient"]}
+    complainers = {
+        a.rsplit("@", 1)[0] + "@" + idna.encode(a.rsplit("@", 1)[1], uts46=True).decode()
+        for a in routes["recipient"]
+    }
     assert complainers == set(supp.filter(pl.col("source") == "complaint")["address"])
     assert supp.filter(pl.col("address").str.starts_with("@")).height >= 2  # whole-domain legacy entries
     assert supp.unique(["address", "source"]).height == supp.height

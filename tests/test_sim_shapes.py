@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import datetime as dt
 import gzip
@@ -47,10 +48,8 @@ def kumo_records(sim: Path) -> dict[str, list[dict]]:
     for path in sorted(p for p in sim.glob("landing/kumo/kumo*/*") if p.is_file()):
         data, _complete = read_zstd(path)
         for line in data.split(b"\n")[:-1]:
-            try:
+            with contextlib.suppress(ValueError):  # the deliberately broken lines
                 out[path.parent.name].append(json.loads(line))
-            except ValueError:
-                pass
     for path in sorted(sim.glob("landing/kumo/webhooks/*.json")):
         text = path.read_text()
         if text.startswith("[\n"):
@@ -108,10 +107,16 @@ def test_every_pmta_record_type_with_its_fields(pmta_rows) -> None:
             for f in EMPTY.get(kind, ()):
                 assert rec[f] == "", (kind, f, rec)
     # r rows: the vmta column holds the pool name
-    assert all(rec["vmta"] == rec["vmtaPool"] and rec["vmta"].startswith("pool-") for _n, rec, *_ in _records(rows, "r"))
+    assert all(
+        rec["vmta"] == rec["vmtaPool"] and rec["vmta"].startswith("pool-")
+        for _n, rec, *_ in _records(rows, "r")
+    )
     # f rows carry both formats; expiry rows say message-expired; d rows with `success`
     assert {rec["format"] for _n, rec, *_ in _records(rows, "f")} <= {"arf", "jmrp"}
-    assert any(rec["bounceCat"] == "message-expired" and rec["dsnStatus"].startswith("4.4.7") for _n, rec, *_ in _records(rows, "b"))
+    assert any(
+        rec["bounceCat"] == "message-expired" and rec["dsnStatus"].startswith("4.4.7")
+        for _n, rec, *_ in _records(rows, "b")
+    )
     assert any(rec["bounceCat"] == "success" for _n, rec, *_ in _records(pmta_rows["pmta1"], "d"))
     assert all(rec["bounceCat"] == "" for _n, rec, *_ in _records(pmta_rows["pmta2"], "d"))
 
@@ -130,7 +135,11 @@ def test_pmta_layout_details(pmta_rows, sim: Path) -> None:
     est = json.loads((sim / "truth/estate.json").read_text())
     epoch_file = est["pmta"]["epoch_file"].rsplit("/", 1)[1]
     assert epoch and all(n == epoch_file for n, _h, row, _t in p1 if row[1].isdigit())
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+0000", row[1]) for n, _h, row, _t in p1 if n != epoch_file)
+    assert all(
+        re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+0000", row[1])
+        for n, _h, row, _t in p1
+        if n != epoch_file
+    )
     texts = [t for _n, _h, _r, t in p1 + p2]
     assert any('"PIPELINING,SIZE' in t or '"SIZE,' in t for t in texts)  # quoted comma lists
     assert any('""spam score""' in t for t in texts)  # doubled quotes inside a quoted diag
@@ -159,7 +168,9 @@ def test_every_kumo_record_type_in_struct_order(kumo_records) -> None:
     for rec in allrecs:
         keys = list(rec)
         assert keys == [k for k in KEYS if k in rec], keys  # struct order, optional keys omitted
-        assert set(KEYS[:10]) <= set(rec) and {"created", "num_attempts", "nodeid", "meta", "headers"} <= set(rec)
+        assert set(KEYS[:10]) <= set(rec) and {"created", "num_attempts", "nodeid", "meta", "headers"} <= set(
+            rec
+        )
         resp = rec["response"]
         assert list(resp) == ["code", "enhanced_code", "content", "command"]
         assert resp["enhanced_code"] is None or list(resp["enhanced_code"]) == ["class", "subject", "detail"]
@@ -175,7 +186,13 @@ def test_kumo_field_values(kumo_records) -> None:
     for r in allrecs:
         by_type[r["type"]].append(r)
     for r in by_type["Rejection"]:
-        assert r["id"] == "" and r["queue"] == "" and r["site"] == "" and r["size"] == 0 and r["created"] == r["timestamp"]
+        assert (
+            r["id"] == ""
+            and r["queue"] == ""
+            and r["site"] == ""
+            and r["size"] == 0
+            and r["created"] == r["timestamp"]
+        )
     for r in by_type["Delivery"]:
         assert re.fullmatch(r"[0-9a-f]{32}", r["id"])
         assert r["site"].endswith("@smtp") and "->" in r["site"]
@@ -187,17 +204,26 @@ def test_kumo_field_values(kumo_records) -> None:
         assert r["site"] == "" and r["egress_pool"] is None and r["response"]["enhanced_code"] is None
     assert any(isinstance(r["recipient"], list) and len(r["recipient"]) > 1 for r in allrecs)
     classes = {r["bounce_classification"] for r in allrecs}
-    assert {"InvalidRecipient", "QuotaIssues", "MessageExpired", "PolicyRelated", "Uncategorized", "Unsubscribe"} <= classes
-    assert any(r.get("provider_name") for r in by_type["Delivery"]) and any("tls_cipher" in r for r in allrecs)
+    assert {
+        "InvalidRecipient",
+        "QuotaIssues",
+        "MessageExpired",
+        "PolicyRelated",
+        "Uncategorized",
+        "Unsubscribe",
+    } <= classes
+    assert any(r.get("provider_name") for r in by_type["Delivery"]) and any(
+        "tls_cipher" in r for r in allrecs
+    )
     assert any("provider_name" not in r for r in by_type["Delivery"])  # the long tail has no provider block
     fb = [r["feedback_report"] for r in by_type["Feedback"]]
     assert fb
     for f in fb:
         assert f["feedback_type"] == "abuse" and "original_rcpto_to" in f and f["reported_domain"]
-    versions = {type(f["version"]) for f in fb}
-    if len(fb) >= 4:
-        assert versions == {str, int}
-        assert any(isinstance(f["original_message"], list) for f in fb)
+    assert len(fb) >= 2
+    assert {type(f["version"]) for f in fb} == {str, int}
+    assert any(isinstance(f["original_message"], list) for f in fb)
+    assert any(isinstance(f["original_message"], str) for f in fb)
     nodeids = {r["nodeid"] for r in allrecs}
     assert len(nodeids) == 3 and all(re.fullmatch(r"[0-9a-f-]{36}", n) for n in nodeids)
     assert any("<script>alert(1)</script>" in r["response"]["content"] for r in allrecs)
@@ -217,7 +243,7 @@ def test_deliberate_faults_are_where_truth_says(sim: Path) -> None:
             with pytest.raises(UnicodeDecodeError):
                 line.decode("utf-8")
         elif row["reason"] == "malformed_csv":
-            assert lines[row["source_line"]:] == [b""]  # confined: the last line of its file
+            assert lines[row["source_line"] :] == [b""]  # confined: the last line of its file
             assert line.decode().count('"') % 2 == 1
         elif row["reason"] == "bad_timestamp":
             assert line.decode().split(",")[1] == "2026-13-45 25:61:00+0000"
@@ -254,9 +280,15 @@ def test_truth_consequences_agree_with_the_project_taxonomy(pmta_rows, kumo_reco
     for rec in (r for recs in kumo_records.values() for r in recs):
         if rec["type"] in failure:
             r = rec["response"]
-            enh = None if r["enhanced_code"] is None else "{class}.{subject}.{detail}".format(**r["enhanced_code"])
+            enh = (
+                None
+                if r["enhanced_code"] is None
+                else "{class}.{subject}.{detail}".format(**r["enhanced_code"])
+            )
             rows.append((str(r["code"]), enh, r["content"], rec["bounce_classification"]))
-    frame = pl.DataFrame(rows, schema=["smtp_code", "enhanced_status", "response", "raw_bounce_category"], orient="row")
+    frame = pl.DataFrame(
+        rows, schema=["smtp_code", "enhanced_status", "response", "raw_bounce_category"], orient="row"
+    )
     frame = frame.unique().sort(pl.all())
     got = taxonomy.classify(frame.lazy()).collect()
     for row in got.iter_rows(named=True):

@@ -13,7 +13,6 @@ Modules: :mod:`~mtashift.sim.estate` (static estate data), :mod:`~mtashift.sim.m
 
 from __future__ import annotations
 
-import functools
 import shutil
 import threading
 import time
@@ -89,37 +88,38 @@ def generate(
         with lock:
             step(name, done, total)
 
-    # Every node's (and KumoMTA stream's) files are independent: render them on two worker threads
-    # (the heavy work runs in polars, numpy and zstd, which release the GIL). Each task writes its own
-    # files and ledger rows; results are merged in task order, so the output does not depend on timing.
+    files_done: dict[str, int] = {}
+
+    def add_progress(name: str, files: int, total: int) -> None:
+        with lock:
+            files_done[name] = files_done.get(name, 0) + files
+            step(name, files_done[name], total)
+
     rnd = kumo.Renderer(model, seed)
     rnd.complaints = {c["cid"]: c for c in complaints}
-    tasks: list[tuple[float, tuple[str, int, int], Callable[[], object]]] = []
-    for i, stream in enumerate(kumo.streams(model)):
-        plan = kumo.plan_stream(model, rnd, stream, seed=seed, file_base=KUMO_FILE_BASE + (i << 16))
-        if plan is None:
-            continue
-        for j, files in enumerate(kumo.jobs(plan)):
-            cost = 2.5 * float(plan.ends[files[1] - 1] - plan.starts[files[0]])
-            job = functools.partial(
-                kumo.run_job, model, landing, plan, files, seed=seed, ledger=ledger, progress=safe_progress
-            )
-            tasks.append((cost, ("kumo", i, j), job))
-    for i, node in enumerate((E.PMTA1, E.PMTA2)):
-        job = functools.partial(
-            pmta.render_node,
-            model,
-            landing,
-            node,
-            seed=seed,
-            ledger=ledger,
-            file_base=(i + 1) << 16,
-            progress=safe_progress,
-        )
-        tasks.append((float((ev["node"] == node).sum()), ("pmta", i, 0), job))
-    # longest first on two workers; results are collected in task-key order, not completion order
+    # Every node's (and KumoMTA stream's) files are independent: two worker threads render them (the
+    # heavy work runs in polars, numpy and zstd, which release the GIL). First each KumoMTA stream is
+    # planned (rows sorted, segments and faults placed) and the PowerMTA nodes start; then the planned
+    # streams are rendered in jobs of whole segments. Each job writes its own files and ledger rows,
+    # and results are collected by key, so the output does not depend on thread timing.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {key: pool.submit(fn) for _cost, key, fn in sorted(tasks, key=lambda x: -x[0])}
+        plans = [
+            pool.submit(kumo.plan_stream, model, rnd, stream, seed=seed, file_base=KUMO_FILE_BASE + (i << 16))
+            for i, stream in enumerate(kumo.STREAMS)
+        ]
+        futures = {
+            ("pmta", i, 0): pool.submit(pmta.render_node, model, landing, node, seed=seed, ledger=ledger,
+                                        file_base=(i + 1) << 16, progress=safe_progress)
+            for i, node in enumerate((E.PMTA1, E.PMTA2))
+        }  # fmt: skip
+        for i, planned in enumerate(plans):
+            plan = planned.result()
+            if plan is None:
+                continue
+            for j, files in enumerate(kumo.jobs(plan)):
+                futures[("kumo", i, j)] = pool.submit(
+                    kumo.run_job, model, landing, plan, files, seed=seed, ledger=ledger, progress=add_progress
+                )
         results = {key: f.result() for key, f in futures.items()}
     pres = pmta.finalize(landing, model, [results[("pmta", i, 0)] for i in range(2)])
     kres = kumo.merge([results[k] for k in sorted(k for k in results if k[0] == "kumo")])

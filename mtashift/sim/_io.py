@@ -13,11 +13,9 @@ import polars as pl
 import pyarrow as pa
 import zstandard
 
-from mtashift.sim.model import mix64
-
 READ_ONLY = 0o444
 WRITABLE = 0o644
-FLUSH_BYTES = 32 * 1024
+FLUSH_BYTES = 128 * 1024  # zstd's own block size: flushing there costs nothing
 ZSTD_LEVEL = 1  # the estate's kumod runs configure_local_logs{compression_level = 1}
 
 
@@ -59,16 +57,6 @@ def _fallback(lines: pl.Series) -> memoryview:
         bio, include_header=False, quote_style="never", line_terminator=""
     )
     return memoryview(bio.getvalue())
-
-
-def hex_strings(values: np.ndarray, salt: int, words: int = 1) -> pl.Series:
-    """Deterministic lower-case hex strings (16 chars per word) derived from integer ``values``."""
-    v = np.asarray(values, dtype=np.uint64)
-    cols = [mix64(v, salt + 0x51ED * w) for w in range(words)]
-    mat = np.stack(cols, axis=1).astype(">u8")
-    text = mat.tobytes().hex().encode("ascii")
-    arr = np.frombuffer(text, dtype=f"S{16 * words}")
-    return pl.Series(arr).cast(pl.String)
 
 
 class Output:
@@ -118,19 +106,19 @@ def write_file(path: Path, data: bytes | str, *, mtime: int, mode: int = READ_ON
     finish(path, mtime=mtime, mode=mode)
 
 
-def zstd_bytes(data: bytes | Iterable[bytes | memoryview]) -> bytes:
+def zstd_bytes(data: bytes | Iterable[bytes | memoryview], flush_bytes: int = FLUSH_BYTES) -> bytes:
     """A complete zstd frame for ``data`` written the way a streaming log writer does."""
     bio = io.BytesIO()
     cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=False, write_checksum=False)
     with cctx.stream_writer(bio, closefd=False) as w:
         if isinstance(data, bytes | bytearray | memoryview):
             data = [data]
-        # a log writer flushes as it goes: a block per FLUSH_BYTES of input, so a cut stream
+        # a log writer flushes as it goes: a block per `flush_bytes` of input, so a cut stream
         # still decodes up to the last complete block
         for piece in data:
             view = memoryview(piece)
-            for start in range(0, len(view), FLUSH_BYTES):
-                w.write(view[start : start + FLUSH_BYTES])
+            for start in range(0, len(view), flush_bytes):
+                w.write(view[start : start + flush_bytes])
                 w.flush(zstandard.FLUSH_BLOCK)
     return bio.getvalue()
 

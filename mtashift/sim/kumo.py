@@ -539,19 +539,17 @@ def count_intact_lines(data: bytes) -> int:
     return bytes(out).count(b"\n")
 
 
-def streams(model: M.Model) -> list[tuple[int, str, np.ndarray]]:
-    """The log streams: (node, segment suffix, event rows in time order)."""
-    ev = model.ev
-    out: list[tuple[int, str, np.ndarray]] = []
-    for node in (E.KUMO1, E.KUMO2, E.KUMO3):
-        rows = np.flatnonzero(ev["node"] == node)
-        if E.NODES[node].recv_suffix:
-            rec = ev["kind"][rows] == M.RECEIVED
-            out.append((node, "", rows[~rec]))
-            out.append((node, "_recv", rows[rec]))
-        else:
-            out.append((node, "", rows))
-    return out
+# The log streams: (node, segment-name suffix). kumo1 logs Reception records to a `_recv` stream.
+STREAMS: tuple[tuple[int, str], ...] = ((E.KUMO1, ""), (E.KUMO1, "_recv"), (E.KUMO2, ""), (E.KUMO3, ""))
+
+
+def stream_rows(model: M.Model, node: int, suffix: str) -> np.ndarray:
+    """Event ids one stream writes, in time order."""
+    rows = model.node_rows(node)
+    if not E.NODES[node].recv_suffix:
+        return rows
+    rec = model.ev["kind"][rows] == M.RECEIVED
+    return rows[rec] if suffix == "_recv" else rows[~rec]
 
 
 class _Stream:
@@ -634,9 +632,10 @@ class Plan:
 
 
 def plan_stream(
-    model: M.Model, rnd: Renderer, stream: tuple[int, str, np.ndarray], *, seed: int, file_base: int
+    model: M.Model, rnd: Renderer, stream: tuple[int, str], *, seed: int, file_base: int
 ) -> Plan | None:
-    node, suffix, rows = stream
+    node, suffix = stream
+    rows = stream_rows(model, node, suffix)
     if len(rows) == 0:
         return None
     st = _Stream(model, rnd, node, rows)
@@ -723,12 +722,8 @@ def run_job(
                 )
             k = k2
     if progress:
-        node = E.NODES[plan.st.node].name
-        progress(
-            f"kumo:{node}{plan.suffix}",
-            int(plan.ends[files[1] - 1] if not plan.webhook else files[1]),
-            int(plan.ends[-1] if not plan.webhook else len(plan.starts)),
-        )
+        # jobs of one stream finish in any order: report this job's share, the caller adds them up
+        progress(f"kumo:{E.NODES[plan.st.node].name}{plan.suffix}", files[1] - files[0], len(plan.starts))
     return res
 
 
@@ -761,7 +756,7 @@ def render(
     rnd = Renderer(model, seed)
     rnd.complaints = complaints
     results = []
-    for i, stream in enumerate(streams(model)):
+    for i, stream in enumerate(STREAMS):
         plan = plan_stream(model, rnd, stream, seed=seed, file_base=file_base + (i << 16))
         if plan is not None:
             results += [
@@ -811,7 +806,10 @@ def _write_segment(
                 }
             )
         res.lost_eids.append(st.eids(positions[[target]])[0])
-    compressed = _io.zstd_bytes(data_parts)
+    # the segment that gets cut was written with small flushes, so part of it still decodes
+    compressed = _io.zstd_bytes(
+        data_parts, flush_bytes=16 * 1024 if k == plan.truncated_index else _io.FLUSH_BYTES
+    )
     intact = -1
     if k == plan.truncated_index:
         # fault: the stream is cut so that some blocks still decode and the rest is lost

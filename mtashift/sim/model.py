@@ -47,6 +47,7 @@ DAY = 86400 * NS
     DINJ_REBIND,
 ) = range(16)
 N_KINDS = 16
+FUTURE = np.iinfo(np.int64).max  # event time of events after the end of the period (never rendered)
 EVENT_TYPE: tuple[str, ...] = (
     "received",
     "delivered",
@@ -205,6 +206,11 @@ class Model:
     def n_events(self) -> int:
         return len(self.ev["t"])
 
+    def node_rows(self, node: int) -> np.ndarray:
+        """Event ids of one node that happened within the period, in time order (ties: event id)."""
+        rows = np.flatnonzero((self.ev["node"] == node) & (self.ev["t"] != FUTURE))
+        return rows[np.argsort(self.ev["t"][rows], kind="stable")]
+
     def address(self, rid: int) -> str:
         return f"{self.r_local[rid]}@{E.DOMAINS[int(self.r_dom[rid])].name}"
 
@@ -223,6 +229,15 @@ def _pick(rng: np.random.Generator, eligible: np.ndarray, n: int) -> np.ndarray:
         _u, first = np.unique(allp, return_index=True)
         picked = allp[np.sort(first)]
     return np.sort(np.asarray(eligible)[picked[:n]])
+
+
+def _rotation(groups: np.ndarray, period: int = 4) -> np.ndarray:
+    """0, 1, 2, 3, 0, ... counted separately within each group value, in array order."""
+    out = np.zeros(len(groups), dtype=np.int8)
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        out[idx] = np.arange(len(idx)) % period
+    return out
 
 
 def _choice_table(rows: list[tuple[tuple[str, float], ...]]) -> tuple[np.ndarray, np.ndarray]:
@@ -379,7 +394,7 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     job[sel] = news_base + day[sel]
 
     mean_size = np.array([11_000, 48_000, 62_000])
-    size = (mean_size[pool] * rng.lognormal(0.0, 0.35, n_msg)).astype(np.int64)
+    size = (mean_size[pool] * (0.55 + 0.9 * rng.random(n_msg))).astype(np.int64)
     mta = (t0 >= cutover[pool]).astype(np.int8)
     node = np.where(
         mta == PMTA,
@@ -431,11 +446,14 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     p_stuck = np.array([E.P_STUCK[p] for p in E.PROVIDERS])[prov]
     p_blk = np.where(dkind == 3, 0.3, np.array([E.P_BLOCK[p] for p in E.PROVIDERS])[prov])
 
-    u_def, u_stuck, u_blk = (rng.random(n_msg) for _ in range(3))
-    k_def = np.minimum(rng.geometric(0.55, n_msg), 8).astype(np.int16)
+    u_def, u_blk = (rng.random(n_msg) for _ in range(2))
     deferred = u_def < p_def
-    stuck = deferred & (u_stuck < p_stuck)
     blocked = u_blk < p_blk
+    k_def = np.zeros(n_msg, dtype=np.int16)
+    stuck = np.zeros(n_msg, dtype=bool)
+    dx = np.flatnonzero(deferred)
+    k_def[dx] = np.minimum(rng.geometric(0.55, len(dx)), 8)
+    stuck[dx] = rng.random(len(dx)) < p_stuck[dx]
     # replies are drawn only where they are used (deferred or blocked messages)
     dreply = np.zeros(n_msg, dtype=np.int16)
     di = np.flatnonzero(deferred)
@@ -445,6 +463,16 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     bi = np.flatnonzero(blocked)
     breply[bi] = _choose(ids_blk, cum_blk, prov[bi].astype(np.int64), rng.random(len(bi)))
     breply = np.where(dkind == 3, E.R["block.strict"], breply).astype(np.int16)
+    # even tiny estates expire a few transactional messages (6 h lifetime) on each MTA
+    for side in (PMTA, KUMO):
+        window = (pool == E.TRANS) & (mta == side) & (t0 + 7 * HOUR < t_end)
+        missing = 2 - int(np.count_nonzero(stuck & window))
+        extra = _pick(
+            rng, np.flatnonzero(window & (cls == NORMAL) & (batch < 0) & (dkind == 0) & ~stuck), missing
+        )
+        deferred[extra] = True
+        stuck[extra] = True
+        dreply[extra] = _choose(ids_def, cum_def, prov[extra].astype(np.int64), rng.random(len(extra)))
 
     final = np.full(n_msg, DELIVERED, dtype=np.int8)
     freply = deliver[prov].copy()
@@ -530,7 +558,7 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     n_rows = n_def[multi].astype(np.int64) + 1
     total = int(n_rows.sum())
     rep = np.repeat(multi, n_rows)
-    starts_r = np.concatenate([[0], np.cumsum(n_rows)[:-1]]).astype(np.int64)
+    starts_r = (np.cumsum(n_rows) - n_rows).astype(np.int64)
     j = np.arange(total) - np.repeat(starts_r, n_rows)
     is_final = j == n_def[rep]
     jit = 1.0 + rng.random(total) * 0.15
@@ -747,7 +775,7 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     tq_doms = np.array(
         [
             E.DOMAIN[d]
-            for d in ("comcast.net", "bücher.example", "yahoo.com", "brightwave.example", "oakridge.example")
+            for d in ("bücher.example", "yahoo.com", "comcast.net", "brightwave.example", "oakridge.example")
         ]
     )
     for nd in (E.PMTA1, E.PMTA2):
@@ -757,6 +785,7 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
         until = cutover[np.array([E.VMTAS[v].pool for v in vm])]
         t = t_start + (rng.random(k) * (until - t_start)).astype(np.int64)
         dm = rng.choice(tq_doms, size=k)
+        dm[:2] = tq_doms[:2]  # the IDN queue and a rollup queue always show up
         rp = np.where(rng.random(k) < 0.6, E.R["tq.noanswer"], E.R["tq.dropped"])
         add(-1, -1, QDEFER, nd, t, 0, rp, -1, vm, dm)
     # injection rejections (KumoMTA Rejection): a recipient was named, the command refused
@@ -773,19 +802,29 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
     # complaints: one distinct complaint per chosen delivered message
     p_c = np.array([E.P_COMPLAINT[p] for p in E.PROVIDERS])[prov[delivered]]
     cmask = rng.random(len(delivered)) < p_c
-    if cmask.sum() < 6:  # tiny estates still get a few complaints of every route
-        pool_c = delivered[np.isin(prov[delivered], [E.P["yahoo"], E.P["microsoft"], E.P["comcast"]])]
-        extra = _pick(rng, pool_c, 6 - int(cmask.sum()))
-        cmask |= np.isin(delivered, extra)
+    fbl_prov = np.isin(prov[delivered], [E.P[p] for p in E.FBL_TO_MTA])
+    forced = np.zeros(len(delivered), dtype=bool)
+    for side in (PMTA, KUMO):
+        # tiny estates still get a few feedback-loop complaints on each MTA (delivered a day before the end)
+        cand = np.flatnonzero(
+            fbl_prov & (mta[delivered] == side) & (batch[delivered] < 0) & (final_t[delivered] < t_end - DAY)
+        )
+        have = int(np.count_nonzero(cmask[cand]))
+        if have < 5:
+            pick = _pick(rng, cand[~cmask[cand]], 5 - have)
+            cmask[pick] = True
+            forced[pick] = True
     cm = delivered[cmask & (batch[delivered] < 0)]
+    forced = forced[cmask & (batch[delivered] < 0)]
     t_c = final_t[cm] + (np.exp(rng.normal(np.log(3 * 3600), 1.0, len(cm))).clip(60, 3 * 86400) * NS).astype(
         np.int64
     )
+    t_c = np.where(forced, np.minimum(t_c, final_t[cm] + 12 * HOUR), t_c)
     keep = t_c < t_end
-    cm, t_c = cm[keep], t_c[keep]
+    cm, t_c, forced = cm[keep], t_c[keep], forced[keep]
     t_c = (t_c // NS) * NS  # the report's Date has second precision; every route carries that second
     cprov = prov[cm]
-    to_mta = np.isin(cprov, [E.P[p] for p in E.FBL_TO_MTA]) & (rng.random(len(cm)) < 0.85)
+    to_mta = np.isin(cprov, [E.P[p] for p in E.FBL_TO_MTA]) & ((rng.random(len(cm)) < 0.85) | forced)
     eml = np.where(to_mta, rng.random(len(cm)) < 0.4, True)
     # guarantee both "two routes" and "MTA only" exist whenever there are MTA-route complaints
     mta_idx = np.flatnonzero(to_mta)
@@ -803,14 +842,16 @@ def build(*, days: int, messages_per_day: int, seed: int, start: date) -> Model:
         "mta_route": to_mta,
         "eml": eml,
         "node": comp_node,
-        "style": rng.integers(0, 4, len(cm)).astype(np.int8),  # attachment style / version variant
+        # report variant (attachment style, ARF version spelling, redaction): rotates within each MTA's
+        # complaints so every variant appears as soon as an MTA has four
+        "style": _rotation(mta[cm]),
     }
 
-    t_all = np.concatenate(cols["t"])
-    idx = np.flatnonzero(t_all < t_end)
-    # stable: ties keep insertion order; the blocks are nearly sorted, which timsort exploits
-    order = idx[np.argsort(t_all[idx], kind="stable")]
-    ev = {k: np.concatenate(v)[order] for k, v in cols.items()}
+    # Events stay in insertion order (the event id is the position); each renderer sorts its own
+    # node's rows by time (node_rows), on its worker thread. Events at or after the end of the
+    # period have not happened yet: they are kept out of every file and every count.
+    ev = {k: np.concatenate(v) for k, v in cols.items()}
+    ev["t"] = np.where(ev["t"] < t_end, ev["t"], FUTURE)
     ev["mta"] = np.where(ev["node"] <= E.PMTA2, PMTA, KUMO).astype(np.int8)
 
     m = {

@@ -9,7 +9,8 @@ ends, full-width rows, a non-default ``record-fields`` column order, and leaves 
 ``d`` rows. File dates are the node's local dates; files rotate by size (``max-size``), files of
 earlier days are gzipped (a log-rotation job compresses finished days).
 
-Lines are built column-wise with polars string expressions and written straight from the Arrow
+Lines come from a line template (:mod:`mtashift.sim._template`: key-dependent text rendered once per
+distinct key combination, per-row variables gathered) and are written straight from the Arrow
 buffers, so no Python code runs per row.
 """
 
@@ -138,23 +139,6 @@ def lookups(model: M.Model, seed: int) -> Lookups:
 
 
 MX_WIDTH = 4
-
-
-def mx_tables() -> tuple[pl.Series, pl.Series, np.ndarray]:
-    hosts: list[str | None] = []
-    ips: list[str | None] = []
-    n_mx = np.zeros(len(E.DOMAINS), dtype=np.int64)
-    for d in E.DOMAINS:
-        n_mx[E.DOMAIN[d.name]] = max(1, len(d.mx))
-        for k in range(MX_WIDTH):
-            if d.mx:
-                h, ip = d.mx[k % len(d.mx)]
-                hosts.append(h)
-                ips.append(ip)
-            else:
-                hosts.append(None)
-                ips.append(None)
-    return pl.Series(hosts, dtype=pl.String), pl.Series(ips, dtype=pl.String), n_mx
 
 
 @dataclass
@@ -311,7 +295,7 @@ def render_node(
     lk = lookups(model, seed)
     tables = TimeTables(model)
     max_size = max_size_bytes(model.messages_per_day)
-    rows = np.flatnonzero(ev["node"] == node)
+    rows = model.node_rows(node)
     if len(rows) == 0:
         return NodeResult([], [], [])
     t_all = ev["t"][rows]

@@ -152,6 +152,32 @@ def soft_readings_agree(model: M.Model, counted: np.ndarray) -> bool:
     return np.array_equal(with_def, without)
 
 
+def regression_observed(model: M.Model, counted: np.ndarray) -> dict:
+    """Deferral share of delivery attempts of the regressing pool at its provider, per MTA (counted events)."""
+    ev = model.ev
+    pool_of = np.array([v.pool for v in E.VMTAS])[ev["vmta"]]
+    prov_of = np.array([E.P[d.provider] for d in E.DOMAINS])[ev["dom"]]
+    pool = next(i for i, p in enumerate(E.POOLS) if p.name == E.REGRESSION["pool"])
+    sel = counted & (pool_of == pool) & (prov_of == E.P[E.REGRESSION["provider"]])
+    out = {}
+    for mta in (M.PMTA, M.KUMO):
+        here = sel & (ev["mta"] == mta)
+        kinds = ev["kind"][here]
+        attempts = int(np.isin(kinds, (M.DELIVERED, M.DEFERRED, M.BOUNCED)).sum())
+        deferred = int((kinds == M.DEFERRED).sum())
+        msgs = np.unique(ev["msg"][here & np.isin(ev["kind"], (M.DELIVERED, M.DEFERRED, M.BOUNCED))])
+        deferred_msgs = np.unique(ev["msg"][here & (ev["kind"] == M.DEFERRED)])
+        out[M.MTAS[mta]] = {
+            "attempts": attempts,
+            "deferred": deferred,
+            "deferred_share": round(deferred / attempts, 6) if attempts else None,
+            "messages": len(msgs),
+            "messages_deferred": len(deferred_msgs),
+            "message_deferral_rate": round(len(deferred_msgs) / len(msgs), 6) if len(msgs) else None,
+        }
+    return out
+
+
 def write_json(path: Path, obj: object, *, mtime: int) -> None:
     _io.write_file(
         path,
@@ -192,6 +218,24 @@ must reproduce from `landing/` alone. Times are UTC; a "date" is the UTC date of
   not of the FBL mailbox in `recipient`.
 * `event_type` follows schemas/events.py (`PMTA_RECORD_TYPES`, `KUMO_RECORD_TYPES`; a PowerMTA `b`
   with bounceCat `message-expired` is `expired`; the unknown KumoMTA type `SuspendNotice` is `other`).
+* The period is `[start, start + days)`; what would happen after its end (later retries,
+  deliveries, complaints) is in no file and no count: those messages are simply still queued.
+* The date of an event: PowerMTA `timeLogged` (any offset, or epoch seconds) in UTC; KumoMTA
+  `event_time` when present, else `timestamp`.
+
+## Deliberate faults (positions also in `quarantine.parquet` and `segments.json`)
+* PowerMTA: one line with bytes `ff fe` (invalid_utf8); one `d` row whose timeLogged is
+  `2026-13-45 25:61:00+0000` (bad_timestamp); the very last line of `pmta1`'s last file opens a
+  quoted field that is never closed (malformed_csv) — it is the last line of its file, so the fault
+  cannot swallow the lines after it; one clean `pmta2` file copied byte for byte under the next
+  free sequence number of its day (`estate.json` `pmta.duplicate`).
+* KumoMTA: one completed `kumo2` segment cut short (a streaming decoder reads the blocks before the
+  cut: `intact_records` complete lines; the first lost or partial line is quarantined as
+  truncated_stream); in the first completed `kumo1` segment holding a Delivery, a line of log-writer
+  noise is inserted as line 2 and one Delivery record is cut in half (both invalid_json; that
+  delivery is lost); two records of the unknown type `SuspendNotice` (not faults: event_type
+  `other`); the newest `kumo1` main segment is still open (writable, complete zstd frame).
+* Legacy suppression lists: five invalid entries (invalid_address).
 
 ## Files
 * `event_counts.parquet` — date (Date), mta (`pmta`|`kumo`), event_type, provider, count (Int64):
@@ -239,8 +283,11 @@ must reproduce from `landing/` alone. Times are UTC; a "date" is the UTC date of
 * `seedlist.parquet` — pool, provider, phase (before|after cutover), placement, count.
 * `estate.json` — pools, VMTAs (name, ip, ehlo, pool, egress source), sending domains with DKIM
   selectors, PowerMTA inventory per node (domain rules per scope, rollups, macros, accounting file),
-  cutover plan, the regression (pool, provider, metric, factor), nodes (KumoMTA node ids), recipient
-  domains with provider and MX, warm-up ramp, the deliberate faults, and the landing file list.
+  cutover plan, the regression (pool, provider, metric, factor: the chance that a message of that
+  pool is deferred at that provider triples once the pool runs on KumoMTA; `observed` gives the
+  deferred share of delivery attempts per MTA), nodes (KumoMTA node ids), recipient domains with
+  provider and MX (`mx_provider`: MX host -> provider), warm-up ramp of the new IP, the deliberate
+  faults, event totals, and the landing file list (path, bytes).
 """
 
 
@@ -476,7 +523,7 @@ def write_all(
             "max_size_bytes": pres.max_size,
         },
         "cutover_plan": plan,
-        "regression": E.REGRESSION,
+        "regression": {**E.REGRESSION, "observed": regression_observed(model, counted)},
         "nodes": [
             {
                 "name": n.name,
@@ -491,6 +538,10 @@ def write_all(
             for i, n in enumerate(E.NODES)
         ],
         "providers": list(E.PROVIDERS),
+        "recipients": {
+            "total": len(model.r_dom),
+            "by_class": {name: int((model.r_cls == i).sum()) for i, name in enumerate(M.CLASS_NAMES)},
+        },
         "domains": [
             {
                 "name": d.name,
