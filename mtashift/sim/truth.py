@@ -279,7 +279,8 @@ must reproduce from `landing/` alone. Times are UTC; a "date" is the UTC date of
   AdminBounce (`Uncategorized`), whose texts classify as policy-related (statistical).
 * `in_flight.parquet` — one row per message queued in PowerMTA before its pool's cutover whose
   final outcome came at or after the cutover: pool, node, message_id, recipient, queued_time,
-  outcome (delivered|bounced|expired|pending), outcome_time (null when pending at the end).
+  outcome (delivered|bounced|expired|pending), outcome_time (null when pending). `pending` = no
+  outcome by the end of the estate, or its final record is a quarantined line (the logs show none).
 * `seedlist.parquet` — pool, provider, phase (before|after cutover), placement, count.
 * `estate.json` — pools, VMTAs (name, ip, ehlo, pool, egress source), sending domains with DKIM
   selectors, PowerMTA inventory per node (domain rules per scope, rollups, macros, accounting file),
@@ -431,7 +432,14 @@ def write_all(
         "admin_bounce",
     ]
     ft = m["final_t"][inflight]
-    pending = ft >= model.t_end
+    # The pipeline sees an outcome only through a counted record: a final record lost to a
+    # deliberate fault (quarantined line) leaves the message unfinished as far as the logs show.
+    ev = model.ev
+    final_kinds = (M.DELIVERED, M.BOUNCED, M.EXPIRED, M.ADMIN_BOUNCE)
+    seen_final = np.zeros(len(m["final_t"]), dtype=bool)
+    fin = counted & np.isin(ev["kind"], final_kinds) & (ev["mta"] == M.PMTA)
+    seen_final[ev["msg"][fin].astype(np.int64)] = True
+    pending = (ft >= model.t_end) | ~seen_final[inflight]
     inf = pl.DataFrame(
         {
             "pool": pl.Series([p.name for p in E.POOLS]).gather(m["pool"][inflight].astype(np.int64)),
