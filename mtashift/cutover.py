@@ -1374,19 +1374,18 @@ def evaluate_pool(
                     and r["after_n"] >= min_n_for(policy, r["metric"])
                     and r["after_value"] >= thr
                 ):
-                    # A ceiling is judged on the interval: only when even its lower bound is at or above
-                    # the threshold is the rate known to be there; a point estimate above it with an
-                    # interval reaching below (a handful of events) is a `watch`.
+                    # A ceiling is judged on the interval: it fires only when even the lower bound
+                    # is at or above the threshold. A point estimate above it from a handful of events
+                    # (interval reaching below) is noise at this sample size: the comparison row
+                    # shows it, the verdict does not move (as with small samples).
                     low = r.get("after_ci_low")
-                    certain = low is None or low >= thr
+                    if low is not None and low < thr:
+                        continue
                     evidence.append(
                         _evidence(
                             r,
-                            rule=rule if certain else {**rule, "verdict": "watch"},
-                            detail=(
-                                f"{r['metric']} after = {_fmt(r['after_value'])} >= {thr} (n={r['after_n']}"
-                                + (")" if certain else f"; 95% interval from {_fmt(low)}: not yet conclusive)")
-                            ),
+                            rule=rule,
+                            detail=f"{r['metric']} after = {_fmt(r['after_value'])} >= {thr} (n={r['after_n']})",
                         )
                     )
         elif kind == "small_sample":

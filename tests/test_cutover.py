@@ -416,9 +416,8 @@ def crow(provider: str, metric: str, before: float, after: float, p: float | Non
         ([crow("microsoft", "expiry_rate", 0.001, 0.01, 0.0001)], [], "hold", ["expiry_rise"]),
         ([crow("all", "complaint_rate", 0.001, 0.003, 0.2)], [], "rollback", ["complaint_ceiling"]),
         ([crow("all", "complaint_rate", 0.001, 0.0029, 0.2)], [], "proceed", []),
-        # A ceiling crossed by the point estimate while the interval still reaches below it: watch.
-        ([dict(crow("yahoo", "complaint_rate", 0.0, 0.0040, 0.2, na=759), after_ci_low=0.0013)], [], "watch",
-         ["complaint_ceiling"]),
+        # A ceiling crossed by the point estimate while the interval still reaches below it: not judged.
+        ([dict(crow("yahoo", "complaint_rate", 0.0, 0.0040, 0.2, na=759), after_ci_low=0.0013)], [], "proceed", []),
         ([dict(crow("yahoo", "complaint_rate", 0.0, 0.0060, 0.2), after_ci_low=0.0046)], [], "rollback",
          ["complaint_ceiling"]),
         # The ceiling needs the after side to be large enough.
