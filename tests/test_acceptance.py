@@ -277,3 +277,33 @@ def test_zz_open_segment_then_new_file_recompute_only_touched_days(estate: Path,
     assert sorted(s2.days) == sorted(touched["days"].item().to_list())
     assert len(s2.days) < DAYS
     shutil.rmtree(new.parent)
+
+
+@pytest.mark.browser
+def test_reports_in_headless_chromium_show_catalog_figures(run: tuple[Lake, RunSummary], con: Catalog, tmp_path: Path) -> None:
+    from mtashift.reports.format import fmt_value
+    from tests.browser import visit
+
+    lake, _ = run
+    pages = {n: visit(lake.reports / f"{n}.html", screenshot=tmp_path / f"{n}.png") for n in ("audit", "cutover", "cost")}
+    for name, page in pages.items():
+        assert page.console_errors == [], (name, page.console_errors)
+        assert page.requests == [], (name, page.requests)
+        assert page.screenshot is not None and page.screenshot.stat().st_size > 10_000
+    # Verdicts per pool, as the catalog has them.
+    cut = pages["cutover"].text
+    for pool, verdict in con.rows("SELECT pool, verdict FROM cutover_verdicts"):
+        assert f"{pool}\t" in cut and verdict in cut
+    # Headline figures equal the catalog's values, formatted the one way reports format numbers.
+    delivered = con.one("SELECT count(*) FROM events WHERE event_type = 'delivered'")[0]
+    bounce_rate = con.one("SELECT sum(bounced) / nullif(sum(attempts), 0) FROM provider_rates_daily")[0]
+    audit = pages["audit"].text
+    assert fmt_value(delivered) in audit
+    assert fmt_value(bounce_rate, column="bounce_rate") in audit
+    savings = con.one("SELECT max(savings_3y) FROM tco")[0]
+    assert fmt_value(savings) in pages["cost"].text
+    # The receivers' reply text with markup in it is shown escaped, never as markup.
+    source = (lake.reports / "audit.html").read_text()
+    assert "&lt;script&gt;" in source
+    assert "<script" not in source.lower()
+    assert "<script>alert(1)</script>" in audit  # rendered as visible text
