@@ -27,7 +27,7 @@ lint: venv
 	$(BIN)/ruff check .
 
 test: venv lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow

@@ -84,4 +84,24 @@ def history_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"history-{marker}")], cursor=marker)
 
 
-all_sensors = [landing_sensor, ingested_days_sensor, history_sensor]
+@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+def cutover_verdict_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SkipReason:
+    """Alert (a warning in the sensor log) when a pool's verdict turns to hold or rollback.
+
+    The `cutover_verdicts_alert` asset check fails at the same time; this sensor is the push side.
+    """
+    table = lake.lake().table_dir("cutover_verdicts") / "data.parquet"
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    if not table.exists():
+        return dg.SkipReason("no cutover verdicts yet")
+    now = dict(pl.read_parquet(table).select("pool", "verdict").iter_rows())
+    turned = sorted(p for p, v in now.items() if v in {"hold", "rollback"} and seen.get(p) != v)
+    for pool in turned:
+        context.log.warning(f"cutover verdict for pool {pool} is now {now[pool].upper()} (was {seen.get(pool, 'unset')})")
+    context.update_cursor(json.dumps(now, sort_keys=True))
+    if turned:
+        return dg.SkipReason(f"ALERT: {', '.join(f'{p}={now[p]}' for p in turned)}")
+    return dg.SkipReason("no verdict turned to hold or rollback")
+
+
+all_sensors = [landing_sensor, ingested_days_sensor, history_sensor, cutover_verdict_sensor]

@@ -58,3 +58,19 @@ def test_ingested_days_sensor_requests_exactly_the_touched_days(tmp_path: Path) 
     assert [r.partition_key for r in res.run_requests] == ["2026-10-01", "2026-10-02"]
     ctx2 = dg.build_sensor_context(cursor=res.cursor, resources={"lake": LakeResource(root=str(lake.root))})
     assert ingested_days_sensor(ctx2).run_requests == []
+
+
+def test_cutover_verdict_sensor_alerts_once_when_a_pool_turns(tmp_path: Path) -> None:
+    from mtashift.lake import write_table
+    from pipelines.sensors import cutover_verdict_sensor
+
+    lake = Lake.at(tmp_path / "lake")
+    res = {"lake": LakeResource(root=str(lake.root))}
+    write_table(pl.DataFrame({"pool": ["a", "b"], "verdict": ["proceed", "watch"]}), lake=lake, table="cutover_verdicts")
+    ctx = dg.build_sensor_context(cursor=None, resources=res)
+    assert "no verdict turned" in cutover_verdict_sensor(ctx).skip_message
+    write_table(pl.DataFrame({"pool": ["a", "b"], "verdict": ["hold", "watch"]}), lake=lake, table="cutover_verdicts")
+    ctx2 = dg.build_sensor_context(cursor=ctx.cursor, resources=res)
+    assert cutover_verdict_sensor(ctx2).skip_message == "ALERT: a=hold"
+    ctx3 = dg.build_sensor_context(cursor=ctx2.cursor, resources=res)
+    assert "no verdict turned" in cutover_verdict_sensor(ctx3).skip_message
