@@ -20,6 +20,7 @@ import polars as pl
 
 from mtashift.cutover import (
     ALL,
+    COMPARISON_SCHEMA,
     UTC_TS,
     PoolResolver,
     frame_from_rows,
@@ -48,33 +49,10 @@ SEEDLIST_SCHEMA = pl.Schema(
     }
 )
 
+# The comparison's columns (same statistics), with one window bound on each side: a seed test is a point
+# in time, so the before window ends and the after window starts at the cutover itself.
 PLACEMENT_SCHEMA = pl.Schema(
-    {
-        "pool": pl.String(),
-        "provider": pl.String(),
-        "metric": pl.String(),
-        "unit": pl.String(),
-        "before_num": pl.Int64(),
-        "before_n": pl.Int64(),
-        "before_value": pl.Float64(),
-        "before_ci_low": pl.Float64(),
-        "before_ci_high": pl.Float64(),
-        "after_num": pl.Int64(),
-        "after_n": pl.Int64(),
-        "after_value": pl.Float64(),
-        "after_ci_low": pl.Float64(),
-        "after_ci_high": pl.Float64(),
-        "abs_change": pl.Float64(),
-        "rel_change": pl.Float64(),
-        "test": pl.String(),
-        "statistic": pl.Float64(),
-        "p_value": pl.Float64(),
-        "significant": pl.Boolean(),
-        "small_sample": pl.Boolean(),
-        "cutover_time": UTC_TS,
-        "before_start": UTC_TS,
-        "after_end": UTC_TS,
-    }
+    {n: t for n, t in COMPARISON_SCHEMA.items() if n not in {"before_end", "after_start"}}
 )
 
 
