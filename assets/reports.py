@@ -11,7 +11,7 @@ _UPSTREAM: list[str] = [
     "events", "bounces", "classifier_stats", "complaints", "complaint_rates", "provider_rates_daily",
     "provider_rates_hourly", "deferral_signatures", "recipient_domains", "warmup_state", "estate_inventory",
     "kumo_config", "cutover_plan", "cutover_comparison", "seedlist_placement", "inflight_drain",
-    "cutover_verdicts", "tco", "catalog",
+    "cutover_verdicts", "tco", "quality_docs", "catalog",
 ]  # fmt: skip
 
 

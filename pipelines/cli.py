@@ -59,6 +59,8 @@ def _run(landing: Path, lake: Path, include_open: bool) -> None:
     if summary.skipped_days:
         console.print(f"[yellow]days outside the partition range, not materialised:[/] {summary.skipped_days}")
     console.print(f"days rebuilt: {len(summary.days)}; runs: {len(summary.runs)}; views: {len(summary.views)}")
+    for failed_check in summary.checks_failed:
+        console.print(f"[yellow]check failed:[/] {failed_check}")
     if summary.failed:
         console.print(f"[red]failed:[/] {summary.failed} (see `make ui` for the run logs)")
         raise typer.Exit(1)

@@ -30,6 +30,7 @@ class RunSummary:
     failed: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
     views: list[str] = field(default_factory=list)
+    checks_failed: list[str] = field(default_factory=list)  # "asset:check[partition] SEVERITY"
 
 
 def ensure_dagster_home(default: Path | None = None) -> Path:
@@ -75,6 +76,14 @@ def run_pipeline(
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     run_config = {**quiet, "resources": {"landing": {"config": {"include_open": True}}}} if include_open else quiet
 
+    def record_checks(result: dg.ExecuteInProcessResult, partition: str = "") -> None:
+        for e in result.get_asset_check_evaluations():
+            if not e.passed:
+                where = f"[{partition}]" if partition else ""
+                summary.checks_failed.append(
+                    f"{e.asset_key.to_user_string()}:{e.check_name}{where} {e.severity.value}"
+                )
+
     def step(name: str, i: int, n: int) -> None:
         if on_step:
             on_step(name, i, n)
@@ -84,6 +93,7 @@ def run_pipeline(
         instance=instance, raise_on_error=False, run_config=run_config
     )
     summary.runs.append(res.run_id)
+    record_checks(res)
     if not res.success:
         summary.failed.append("landing_job")
         return summary
@@ -98,12 +108,14 @@ def run_pipeline(
         step(f"day {day}", i, len(summary.days))
         r = daily.execute_in_process(instance=instance, partition_key=day, raise_on_error=False, run_config=quiet)
         summary.runs.append(r.run_id)
+        record_checks(r, day)
         if not r.success:
             summary.failed.append(f"daily_job[{day}]")
 
     step("history", 0, 1)
     r = defs.resolve_job_def("history_job").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
     summary.runs.append(r.run_id)
+    record_checks(r)
     if not r.success:
         summary.failed.append("history_job")
 

@@ -39,6 +39,12 @@ def run(estate: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, R
     return Lake.at(lake_dir), summary
 
 
+def test_every_check_passes_on_the_clean_estate_but_the_cutover_alert(run: tuple[Lake, RunSummary]) -> None:
+    _, summary = run
+    # The regressing pool is on hold, which is exactly what the alert check is for.
+    assert [c.split(" ")[0] for c in summary.checks_failed] == ["cutover_verdicts:cutover_verdicts_alert"]
+
+
 class Catalog:
     """Read-only queries over the lake's catalog, one short-lived connection each (as analysts do)."""
 

@@ -1,0 +1,1 @@
+"""Data quality: Great Expectations suites generated from the contracts, validation, drift frames, Data Docs."""

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from mtashift.quality.suites import RECORD_TYPES, thresholds
+from mtashift.quality.suites import RECORD_TYPES, load_suite
 from schemas.events import MTAS
 
 # Timestamps not set by the node's own clock at the moment of the event (reports, DSN dates,
@@ -52,9 +52,7 @@ def record_mix(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """One row per (mta, raw_type, event_type): every known record type of both MTAs, plus any seen."""
     lf = events.lazy()
     observed = (
-        lf.group_by("mta", "raw_type", "event_type")
-        .agg(pl.len().cast(pl.Int64).alias("rows"))
-        .collect()
+        lf.group_by("mta", "raw_type", "event_type").agg(pl.len().cast(pl.Int64).alias("rows")).collect()
     )
     expected = pl.DataFrame(
         [(m, r, e) for m in MTAS for r, es in RECORD_TYPES[m].items() for e in es],
@@ -65,8 +63,10 @@ def record_mix(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     mix = expected.join(observed, on=keys, how="full", coalesce=True, nulls_equal=True).with_columns(
         pl.col("rows").fill_null(0)
     )
-    delivered = observed.filter(pl.col("event_type") == "delivered").group_by("mta").agg(
-        pl.col("rows").sum().alias("mta_delivered")
+    delivered = (
+        observed.filter(pl.col("event_type") == "delivered")
+        .group_by("mta")
+        .agg(pl.col("rows").sum().alias("mta_delivered"))
     )
     mix = (
         mix.with_columns(
@@ -79,7 +79,9 @@ def record_mix(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
             pl.format("{}:{}", "mta", "raw_type").alias("raw_key"),
             pl.format("{}:{}->{}", "mta", "raw_type", "event_type").alias("mapping"),
             pl.when(pl.col("mta_rows") > 0).then(pl.col("rows") / pl.col("mta_rows")).alias("mta_share"),
-            pl.when(pl.col("mta_rows") > 0).then(pl.col("_type_rows") / pl.col("mta_rows")).alias("type_share"),
+            pl.when(pl.col("mta_rows") > 0)
+            .then(pl.col("_type_rows") / pl.col("mta_rows"))
+            .alias("type_share"),
             pl.col("mta_delivered").fill_null(0),
         )
     )
@@ -97,8 +99,9 @@ class ClockParams:
     tolerance_seconds: float
 
     @classmethod
-    def from_thresholds(cls, overrides: dict[str, Any] | None = None) -> ClockParams:
-        c = {**thresholds()["clock"], **(overrides or {})}
+    def load(cls, overrides: dict[str, Any] | None = None) -> ClockParams:
+        """The parameters committed with the ``events_clock`` suite, optionally overridden."""
+        c = {**load_suite("events_clock")["meta"]["parameters"], **(overrides or {})}
         return cls(
             bin_seconds=int(c["bin_seconds"]),
             max_lag_seconds=int(c["max_lag_seconds"]),
@@ -159,7 +162,7 @@ def node_clock(events: pl.DataFrame | pl.LazyFrame, *, params: ClockParams | Non
     are not judged. The reference is the largest group of nodes that agree with each other within
     ``tolerance_seconds``; each node's offset is the median of its lags against that group.
     """
-    p = params or ClockParams.from_thresholds()
+    p = params or ClockParams.load()
     lf = events.lazy()
     per_node = (
         lf.filter(pl.col("node").is_not_null())
@@ -189,7 +192,10 @@ def node_clock(events: pl.DataFrame | pl.LazyFrame, *, params: ClockParams | Non
                 lag[(a, b)], lag[(b, a)] = k * p.bin_seconds, -k * p.bin_seconds
                 corr[(a, b)] = corr[(b, a)] = r
 
-    agree = {n: [m for m in eligible if (n, m) in lag and abs(lag[(n, m)]) <= p.tolerance_seconds] for n in eligible}
+    agree = {
+        n: [m for m in eligible if (n, m) in lag and abs(lag[(n, m)]) <= p.tolerance_seconds]
+        for n in eligible
+    }
     offsets: dict[str, tuple[float | None, int, float | None]] = {}
     if eligible:
         anchor = min(eligible, key=lambda n: (-len(agree[n]), -counts[n], n))

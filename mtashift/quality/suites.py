@@ -71,9 +71,7 @@ RECIPIENT_EVENT_TYPES: tuple[str, ...] = ("received", "delivered", "deferred", "
 
 # raw type per MTA -> canonical event types it may become (PowerMTA `b` is bounced or expired).
 RECORD_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
-    "pmta": {
-        raw: (etype, "expired") if raw == "b" else (etype,) for raw, etype in PMTA_RECORD_TYPES.items()
-    },
+    "pmta": {raw: (etype, "expired") if raw == "b" else (etype,) for raw, etype in PMTA_RECORD_TYPES.items()},
     "kumo": {raw: (etype,) for raw, etype in KUMO_RECORD_TYPES.items()},
 }
 
@@ -147,9 +145,7 @@ def _schema_expectations(table: str, schema: pl.Schema) -> list[Any]:
 
 
 def _not_null(columns: Sequence[str], severity: str = ERROR, why: str = "always present") -> list[Any]:
-    return [
-        _exp("ExpectColumnValuesToNotBeNull", severity, f"{c}: {why}", column=c) for c in columns
-    ]
+    return [_exp("ExpectColumnValuesToNotBeNull", severity, f"{c}: {why}", column=c) for c in columns]
 
 
 def _in_set(column: str, values: Sequence[str], description: str, severity: str = ERROR, **kw: Any) -> Any:
@@ -170,13 +166,20 @@ def _within_day(column: str, what: str) -> Any:
     )
 
 
-def _suite(name: str, expectations: list[Any], *, table: str, frame: str, description: str) -> dict[str, Any]:
+def _suite(
+    name: str,
+    expectations: list[Any],
+    *,
+    table: str,
+    frame: str,
+    description: str,
+    parameters: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     gx, _ = _gx()
-    suite = gx.ExpectationSuite(
-        name=name,
-        expectations=expectations,
-        meta={"table": table, "frame": frame, "description": description},
-    )
+    meta: dict[str, Any] = {"table": table, "frame": frame, "description": description}
+    if parameters:
+        meta["parameters"] = parameters  # how the derived frame is computed (part of the contract)
+    suite = gx.ExpectationSuite(name=name, expectations=expectations, meta=meta)
     return _canonical_json(suite.to_json_dict())
 
 
@@ -238,7 +241,13 @@ def events_suite() -> dict[str, Any]:
         ),
         _exp("ExpectColumnValuesToBeBetween", ERROR, "size_bytes >= 0", column="size_bytes", min_value=0),
         _exp("ExpectColumnValuesToBeBetween", ERROR, "attempts >= 0", column="attempts", min_value=0),
-        _exp("ExpectColumnValuesToBeBetween", ERROR, "source_line is 1-based", column="source_line", min_value=1),
+        _exp(
+            "ExpectColumnValuesToBeBetween",
+            ERROR,
+            "source_line is 1-based",
+            column="source_line",
+            min_value=1,
+        ),
         # --- WARN: usable but degraded
         _exp(
             "ExpectColumnValuesToNotBeNull",
@@ -279,7 +288,9 @@ def record_mix_suite() -> dict[str, Any]:
     t = thresholds()
     mix = t["record_mix"]
     known = [raw_key(m, r) for m, types in RECORD_TYPES.items() for r in types]
-    allowed = [mapping_key(m, r, e) for m, types in RECORD_TYPES.items() for r, es in types.items() for e in es]
+    allowed = [
+        mapping_key(m, r, e) for m, types in RECORD_TYPES.items() for r, es in types.items() for e in es
+    ]
     exps = [
         _in_set(
             "mapping",
@@ -353,6 +364,10 @@ def clock_suite() -> dict[str, Any]:
         table="events",
         frame="node_clock",
         description="one row per node of an events partition (schemas/docs/quality.md, clock skew)",
+        parameters={
+            k: c[k]
+            for k in ("bin_seconds", "max_lag_seconds", "min_events", "min_correlation", "tolerance_seconds")
+        },
     )
 
 
@@ -362,7 +377,13 @@ def quarantine_suite() -> dict[str, Any]:
     exps += [
         _in_set("reason", list(REASONS), "reason is one of schemas/quarantine.py REASONS"),
         _in_set("source_kind", QUARANTINE_KINDS, "source_kind is a landing kind"),
-        _exp("ExpectColumnValuesToBeBetween", ERROR, "source_line is 1-based", column="source_line", min_value=1),
+        _exp(
+            "ExpectColumnValuesToBeBetween",
+            ERROR,
+            "source_line is 1-based",
+            column="source_line",
+            min_value=1,
+        ),
         _exp("ExpectColumnValuesToBeBetween", ERROR, "byte_offset >= 0", column="byte_offset", min_value=0),
         *_not_null(["raw_text"], WARN, "the rejected text is kept"),
     ]
@@ -454,10 +475,23 @@ def provider_rates_daily_suite() -> dict[str, Any]:
             ignore_row_if="never",
         ),
         *[
-            _exp("ExpectColumnValuesToBeBetween", ERROR, f"{r} within [0, 1]", column=r, min_value=0, max_value=1)
+            _exp(
+                "ExpectColumnValuesToBeBetween",
+                ERROR,
+                f"{r} within [0, 1]",
+                column=r,
+                min_value=0,
+                max_value=1,
+            )
             for r in BOUNDED_RATES
         ],
-        _exp("ExpectColumnValuesToBeBetween", ERROR, "complaint_rate >= 0", column="complaint_rate", min_value=0),
+        _exp(
+            "ExpectColumnValuesToBeBetween",
+            ERROR,
+            "complaint_rate >= 0",
+            column="complaint_rate",
+            min_value=0,
+        ),
         *[
             _exp("ExpectColumnValuesToBeBetween", ERROR, f"{c} >= 0", column=c, min_value=0)
             for c in count_cols
@@ -503,10 +537,14 @@ def suppression_suite() -> dict[str, Any]:
             ERROR,
             "scope is `global`, `sender_domain:<domain>` or `tenant:<tenant>`",
             column="scope",
-            regex=r"^(global|sender_domain:.+|tenant:.+)$",
+            regex=r"^(?:global|sender_domain:.+|tenant:.+)$",
         ),
         _exp(
-            "ExpectColumnValuesToBeBetween", ERROR, "evidence_count >= 1", column="evidence_count", min_value=1
+            "ExpectColumnValuesToBeBetween",
+            ERROR,
+            "evidence_count >= 1",
+            column="evidence_count",
+            min_value=1,
         ),
         _exp(
             "ExpectColumnPairValuesAToBeGreaterThanB",

@@ -142,18 +142,38 @@ def _canonical(frame: pl.DataFrame, *, day: str) -> pl.DataFrame:
     names = list(NODES)
     kind_name = pl.col("kind").replace_strict(dict(enumerate(_KINDS)), return_dtype=pl.String)
     node = pl.col("node_i").replace_strict(dict(enumerate(names)), return_dtype=pl.String)
-    mta = pl.col("node_i").replace_strict({i: NODES[n][0] for i, n in enumerate(names)}, return_dtype=pl.String)
+    mta = pl.col("node_i").replace_strict(
+        {i: NODES[n][0] for i, n in enumerate(names)}, return_dtype=pl.String
+    )
     domain = pl.col("dom_i").replace_strict(dict(enumerate(DOMAINS)), return_dtype=pl.String)
     has_rcpt = pl.col("rcpt_i") >= 0
     is_pmta = pl.col("node_i").is_in([i for i, n in enumerate(names) if NODES[n][0] == "pmta"])
-    raw_type = pl.when(is_pmta).then(
-        pl.col("kind").replace_strict({i: RAW[k][0] for i, k in enumerate(_KINDS)}, return_dtype=pl.String)
-    ).otherwise(
-        pl.col("kind").replace_strict({i: RAW[k][1] for i, k in enumerate(_KINDS)}, return_dtype=pl.String)
+    raw_type = (
+        pl.when(is_pmta)
+        .then(
+            pl.col("kind").replace_strict(
+                {i: RAW[k][0] for i, k in enumerate(_KINDS)}, return_dtype=pl.String
+            )
+        )
+        .otherwise(
+            pl.col("kind").replace_strict(
+                {i: RAW[k][1] for i, k in enumerate(_KINDS)}, return_dtype=pl.String
+            )
+        )
     )
     code = pl.col("kind").replace_strict(
-        {i: {"received": 250, "delivered": 250, "deferred": 421, "queue_deferred": 451, "bounced": 550,
-             "expired": 451, "complaint": None}[k] for i, k in enumerate(_KINDS)},
+        {
+            i: {
+                "received": 250,
+                "delivered": 250,
+                "deferred": 421,
+                "queue_deferred": 451,
+                "bounced": 550,
+                "expired": 451,
+                "complaint": None,
+            }[k]
+            for i, k in enumerate(_KINDS)
+        },
         return_dtype=pl.Int16,
     )
     out = frame.with_row_index("row").select(
@@ -167,19 +187,28 @@ def _canonical(frame: pl.DataFrame, *, day: str) -> pl.DataFrame:
         pl.lit("mail.sender.example").alias("sender_domain"),
         pl.when(has_rcpt).then(pl.format("user{}@{}", pl.col("rcpt_i"), domain)).alias("recipient"),
         pl.when(has_rcpt).then(domain).alias("recipient_domain"),
-        pl.col("node_i").replace_strict({i: NODES[n][1] for i, n in enumerate(names)}, return_dtype=pl.String)
+        pl.col("node_i")
+        .replace_strict({i: NODES[n][1] for i, n in enumerate(names)}, return_dtype=pl.String)
         .alias("pool"),
-        pl.col("node_i").replace_strict({i: NODES[n][2] for i, n in enumerate(names)}, return_dtype=pl.String)
+        pl.col("node_i")
+        .replace_strict({i: NODES[n][2] for i, n in enumerate(names)}, return_dtype=pl.String)
         .alias("source"),
-        pl.col("node_i").replace_strict({i: NODES[n][3] for i, n in enumerate(names)}, return_dtype=pl.String)
+        pl.col("node_i")
+        .replace_strict({i: NODES[n][3] for i, n in enumerate(names)}, return_dtype=pl.String)
         .alias("source_ip"),
         pl.format("mx.{}", domain).alias("mx_host"),
         pl.lit("203.0.113.5").alias("mx_ip"),
         code.alias("smtp_code"),
-        pl.when(pl.col("kind") == _KINDS.index("bounced")).then(pl.lit("5.1.1"))
-        .when(pl.col("kind") == _KINDS.index("deferred")).then(pl.lit("4.7.0")).alias("enhanced_status"),
-        pl.when(pl.col("kind") == _KINDS.index("bounced")).then(pl.lit("user unknown"))
-        .when(pl.col("kind") == _KINDS.index("deferred")).then(pl.lit("try again later")).alias("response"),
+        pl.when(pl.col("kind") == _KINDS.index("bounced"))
+        .then(pl.lit("5.1.1"))
+        .when(pl.col("kind") == _KINDS.index("deferred"))
+        .then(pl.lit("4.7.0"))
+        .alias("enhanced_status"),
+        pl.when(pl.col("kind") == _KINDS.index("bounced"))
+        .then(pl.lit("user unknown"))
+        .when(pl.col("kind") == _KINDS.index("deferred"))
+        .then(pl.lit("try again later"))
+        .alias("response"),
         pl.when(pl.col("kind") == _KINDS.index("bounced"))
         .then(pl.when(is_pmta).then(pl.lit("bad-mailbox")).otherwise(pl.lit("InvalidRecipient")))
         .when(pl.col("kind") == _KINDS.index("expired"))

@@ -20,8 +20,9 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cache
+from numbers import Integral
 from typing import Any
 
 import polars as pl
@@ -30,6 +31,9 @@ from mtashift.quality import drift
 from mtashift.quality.frames import schema_frame, to_pandas
 from mtashift.quality.suites import ERROR, SEVERITIES, WARN, load_suite
 
+# Counts for every expectation; the examples (row numbers, value counts) only where it failed:
+# a failing group is run again with SUMMARY, which costs GX several more passes over the rows.
+FAST_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 10}
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
 MAX_EXAMPLES = 5
 
@@ -37,7 +41,7 @@ MAX_EXAMPLES = 5
 DERIVED: dict[str, tuple[Callable[[pl.DataFrame], pl.DataFrame], tuple[str, ...]]] = {
     "record_mix": (drift.record_mix, ("mta", "raw_type", "event_type")),
     "node_clock": (
-        lambda events: drift.node_clock(events),
+        lambda events: drift.node_clock(events),  # thresholds read at call time
         ("node", "mta", "event_type", "event_time", "queued_time"),
     ),
 }
@@ -172,7 +176,7 @@ def needed_columns(suite: str, severity: str | None = None) -> list[str]:
 
 
 def day_parameters(day: str) -> dict[str, datetime]:
-    start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
     return {"day_start": start, "day_end": start + timedelta(days=1)}
 
 
@@ -200,12 +204,57 @@ def _batch_definition(asset: str) -> Any:
     return source.add_dataframe_asset(asset).add_batch_definition_whole_dataframe(asset)
 
 
-def _run(asset: str, suite_name: str, docs: list[dict[str, Any]], frame: Any, params: dict[str, Any]) -> Any:
+def _run(
+    asset: str,
+    suite_name: str,
+    docs: list[dict[str, Any]],
+    frame: Any,
+    params: dict[str, Any],
+    result_format: dict[str, Any] = RESULT_FORMAT,
+) -> Any:
     import great_expectations as gx
 
     suite = gx.ExpectationSuite(name=suite_name, expectations=[dict(d) for d in docs])
     batch = _batch_definition(asset).get_batch(batch_parameters={"dataframe": frame})
-    return batch.validate(suite, result_format=RESULT_FORMAT, expectation_parameters=params or None)
+    return batch.validate(suite, result_format=result_format, expectation_parameters=params or None)
+
+
+_NULL_TYPES = frozenset({"expect_column_values_to_not_be_null", "expect_column_values_to_be_null"})
+_MEMBERSHIP_TYPES = _NULL_TYPES | {
+    "expect_column_values_to_be_in_set",
+    "expect_column_values_to_not_be_in_set",
+}
+_UNIQUE_TYPES = _NULL_TYPES | {"expect_column_values_to_be_unique"}
+
+
+def _conversion_modes(
+    docs: Iterable[dict[str, Any]], data: pl.DataFrame
+) -> tuple[list[str], list[str], list[str]]:
+    """(null_only, categorical, hashed) columns for :func:`mtashift.quality.frames.to_pandas`."""
+    uses: dict[str, set[str]] = {}
+    for d in docs:
+        for c in _columns_of(d):
+            uses.setdefault(c, set()).add(d["type"])
+        for c in _condition_columns(d["kwargs"].get("row_condition")):
+            uses.setdefault(c, set()).add("row_condition")
+    null_only = [c for c, u in uses.items() if u <= _NULL_TYPES]
+    categorical = [
+        c
+        for c, u in uses.items()
+        if c not in null_only
+        and u <= _MEMBERSHIP_TYPES | {"row_condition"}
+        and c in data.columns
+        and data[c].dtype == pl.String
+    ]
+    hashed = [
+        c
+        for c, u in uses.items()
+        if "expect_column_values_to_be_unique" in u
+        and u <= _UNIQUE_TYPES
+        and c in data.columns
+        and data[c].dtype == pl.String
+    ]
+    return null_only, categorical, hashed
 
 
 def _groups(docs: Iterable[dict[str, Any]]) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
@@ -238,7 +287,7 @@ def _default(value: Any) -> Any:
 def _examples(
     data: pl.DataFrame, result: dict[str, Any], columns: list[str], keys: tuple[str, ...]
 ) -> list[dict[str, Any]]:
-    index = [i for i in (result.get("partial_unexpected_index_list") or []) if isinstance(i, int)]
+    index = [int(i) for i in (result.get("partial_unexpected_index_list") or []) if isinstance(i, Integral)]
     show = [c for c in dict.fromkeys([*keys, *columns]) if c in data.columns]
     if index and show:
         rows = data.select(show)[index[:MAX_EXAMPLES]]
@@ -267,10 +316,7 @@ def validate(
     doc = load_suite(suite)
     docs = expectations(suite, severity)
     frame_kind = doc["meta"]["frame"]
-    if frame_kind in DERIVED:
-        data = DERIVED[frame_kind][0](frame)
-    else:
-        data = frame
+    data = DERIVED[frame_kind][0](frame) if frame_kind in DERIVED else frame
     params = day_parameters(day) if day else {}
     uses_day = any("$PARAMETER" in json.dumps(d["kwargs"]) for d in docs)
     if uses_day and not day:
@@ -285,12 +331,23 @@ def validate(
         for d, r in zip(schema_docs, res.results, strict=True):
             gx_results[position[id(d)]] = r
     if row_docs:
-        pdf = to_pandas(data, [c for d in row_docs for c in _row_columns(d)])
+        null_only, categorical, hashed = _conversion_modes(row_docs, data)
+        pdf = to_pandas(
+            data,
+            [c for d in row_docs for c in _row_columns(d)],
+            null_only=null_only,
+            categorical=categorical,
+            hashed=hashed,
+        )
         missing = sorted({c for d in row_docs for c in _row_columns(d)} - set(pdf.columns))
         if missing:
             raise ValueError(f"suite {suite}: frame lacks columns {missing}")
         for cols, group in _groups(row_docs):
-            res = _run(suite, suite, group, pdf[list(cols)], params)
+            res = _run(suite, suite, group, pdf[list(cols)], params, FAST_FORMAT)
+            if not res.success:
+                # details for the report; a hashed column may have collided: decide on the real values
+                exact = to_pandas(data, cols) if set(cols) & set(hashed) else pdf[list(cols)]
+                res = _run(suite, suite, group, exact, params)
             for d, r in zip(group, res.results, strict=True):
                 gx_results[position[id(d)]] = r
 
