@@ -46,7 +46,7 @@ def assert_reconciles(st: PmtaFileStats) -> None:
     assert st.reconciles()
 
 
-def check(row: dict, expected: dict) -> None:
+def assert_row(row: dict, expected: dict) -> None:
     for key, value in expected.items():
         if key == "extra":
             assert json.loads(row["extra"]) == value, row["extra"]
@@ -110,7 +110,7 @@ DEFAULT_ROWS = {
 @pytest.mark.parametrize("line", sorted(DEFAULT_ROWS))
 def test_default_layout_values(line: int) -> None:
     res = parse(DEFAULT)
-    check(by_line(res)[line], DEFAULT_ROWS[line])
+    assert_row(by_line(res)[line], DEFAULT_ROWS[line])
 
 
 def test_default_layout_counts_and_schema() -> None:
@@ -137,7 +137,7 @@ def test_crlf_and_lf_give_the_same_events(tmp_path: Path) -> None:
 
 def test_custom_record_fields_epoch_offsets_and_extra_columns() -> None:
     rows = by_line(parse(CUSTOM))
-    check(rows[2], dict(
+    assert_row(rows[2], dict(
         event_time=t(2026, 3, 1, 10, 0, 5), queued_time=None, recipient="eve@example.org",
         sender="sender@mail.example.net", source="vmta-a", job_id="spring-sale",  # jobId empty -> header_x-job
         message_id="<abc.123@mail.example.net>", tls_protocol="TLSv1.3", tls_cipher="TLS_AES_256_GCM_SHA384",
@@ -145,7 +145,7 @@ def test_custom_record_fields_epoch_offsets_and_extra_columns() -> None:
         extra={"header_x-job": "spring-sale", "dsnStatusText": "success", "userString": "node-a",
                "timeImprinted": "1772359100"},
     ))
-    check(rows[3], dict(
+    assert_row(rows[3], dict(
         event_time=t(2026, 3, 1, 10, 0, 0), job_id="job-7", message_id="<def@mail>", enhanced_status="2.0.0",
         smtp_code=250, response="OK", size_bytes=None,
         # bare status: nothing to keep; diag without enhanced code and unparseable size kept verbatim
@@ -181,7 +181,7 @@ ALL_TYPES_ROWS = {
 
 @pytest.mark.parametrize("line", sorted(ALL_TYPES_ROWS))
 def test_every_record_type(line: int) -> None:
-    check(by_line(parse(ALL_TYPES))[line], ALL_TYPES_ROWS[line])
+    assert_row(by_line(parse(ALL_TYPES))[line], ALL_TYPES_ROWS[line])
 
 
 # ---------------------------------------------------------------------------------------- damaged input
@@ -210,13 +210,13 @@ def test_messy_file_quarantines_each_bad_line_and_reconciles() -> None:
 
     rows = by_line(res)
     assert sorted(rows) == [2, 8, 9, 12, 14, 15, 17]  # line 8 right after the broken line 7 survives
-    check(rows[9], dict(event_type="bounced", recipient="h@y.example", smtp_code=550, enhanced_status="5.1.1",
+    assert_row(rows[9], dict(event_type="bounced", recipient="h@y.example", smtp_code=550, enhanced_status="5.1.1",
                         response="first line\nsecond line of the reply"))
     # after the second header, columns are mapped by the new names (rcpt before orig)
-    check(rows[12], dict(recipient="i@y.example", sender="a@x.example", enhanced_status=None))
-    check(rows[14], dict(recipient="j@y.example", sender=None))  # shorter than the header: padded
-    check(rows[15], dict(event_type="other", raw_type="x"))
-    check(rows[17], dict(recipient="l@y.example", event_time=t(2026, 3, 1, 10, 0, 10)))  # no final newline
+    assert_row(rows[12], dict(recipient="i@y.example", sender="a@x.example", enhanced_status=None))
+    assert_row(rows[14], dict(recipient="j@y.example", sender=None))  # shorter than the header: padded
+    assert_row(rows[15], dict(event_type="other", raw_type="x"))
+    assert_row(rows[17], dict(recipient="l@y.example", event_time=t(2026, 3, 1, 10, 0, 10)))  # no final newline
 
 
 def test_data_before_any_header_is_quarantined() -> None:
@@ -405,15 +405,15 @@ def test_pmta_guide_samples() -> None:
         assert r.quarantine.height == 0
         assert_reconciles(r.stats)
     acct = by_line(res["acct-2019-02-08-0000.csv"])
-    check(acct[2], dict(event_type="delivered", event_time=t(2019, 2, 8, 21, 54, 5), recipient="D@1181.com",
+    assert_row(acct[2], dict(event_type="delivered", event_time=t(2019, 2, 8, 21, 54, 5), recipient="D@1181.com",
                         recipient_domain="1181.com", mx_host="foo.int.port25.com", mx_ip="10.1.2.3",
                         smtp_code=250, enhanced_status="2.0.0", response="DATA ok", size_bytes=41159,
                         source="vmta48", job_id="JoBID29546016861868", pool=None))
-    check(acct[3], dict(event_type="bounced", recipient_domain="yahoo.com", smtp_code=554, enhanced_status="5.7.1",
+    assert_row(acct[3], dict(event_type="bounced", recipient_domain="yahoo.com", smtp_code=554, enhanced_status="5.7.1",
                         raw_bounce_category="spam-related", source_ip="10.1.2.3",
                         response="Denied - Spam Suspected - "
                                  "http://www.w357sfhsjhf873.net/services/spamwatch/blocked.php"))
-    check(acct[4], dict(event_type="deferred", recipient_domain="yahoo.fr", smtp_code=421, mx_ip="10.1.2.165",
+    assert_row(acct[4], dict(event_type="deferred", recipient_domain="yahoo.fr", smtp_code=421, mx_ip="10.1.2.165",
                         source_ip="10.59.14.69", response="mx002.roc2.bluetie.com Error: too many errors"))
     assert json.loads(acct[3]["extra"])["queue"] == "yahoo.rollup/vmta18"
     epoch = by_line(res["acct-epoch-2007-05-10-0000.csv"])
@@ -421,15 +421,15 @@ def test_pmta_guide_samples() -> None:
                                                           t(2007, 5, 10, 14, 38, 35)]
     assert epoch[4]["raw_bounce_category"] == "policy-related" and epoch[2]["source_ip"] == "10.0.0.1"
     f = by_line(res["acct-f-2010-04-12-0000.csv"])[2]
-    check(f, dict(event_type="complaint", event_time=t(2010, 4, 12, 15, 40, 37), source_ip="169.63.151.30",
+    assert_row(f, dict(event_type="complaint", event_time=t(2010, 4, 12, 15, 40, 37), source_ip="169.63.151.30",
                   extra={"format": "arf", "userAgent": "AOL SComp", "reportingMta": "mail1.domain.com"}))
     r = by_line(res["acct-r-2010-04-17-0000.csv"])[2]
-    check(r, dict(event_type="received", event_time=t(2010, 4, 17, 20, 19, 57), pool="vmta1", source=None,
+    assert_row(r, dict(event_type="received", event_time=t(2010, 4, 17, 20, 19, 57), pool="vmta1", source=None,
                   job_id="job2"))
     rb = by_line(res["acct-rb-2010-12-01-0000.csv"])[2]
-    check(rb, dict(event_type="remote_bounce", smtp_code=550, enhanced_status="5.1.1",
+    assert_row(rb, dict(event_type="remote_bounce", smtp_code=550, enhanced_status="5.1.1",
                    mx_host="mail.remotedomain.com", mx_ip="169.3.169.30", recipient_domain="somedomain.com",
                    response='no such local recipient: <lksjflkj@somedomain.com> in "RCPT TO:<lksjflkj@somedomain.com>"'))
     tq = by_line(res["acct-tq-2019-02-08-0000.csv"])[2]
-    check(tq, dict(event_type="queue_deferred", recipient_domain=None, mx_host="mx.xn--bcher-kva.de",
+    assert_row(tq, dict(event_type="queue_deferred", recipient_domain=None, mx_host="mx.xn--bcher-kva.de",
                    enhanced_status="4.4.1", source="vmta29"))

@@ -12,7 +12,7 @@ from mtashift.lake import Lake, write_partition, write_table
 from mtashift.suppression.run import check_legacy_kept, rebuild_suppression
 from pipelines.resources import resources_for
 
-LANDING = Path(__file__).parent / "fixtures" / "suppression" / "landing"
+LANDING = Path(__file__).parent / "fixtures" / "suppression" / "legacy_lists"
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 ASSETS = [A.legacy_suppression, A.suppression, A.legacy_suppression_reconciles, A.suppression_keeps_legacy]
 

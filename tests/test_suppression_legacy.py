@@ -10,7 +10,7 @@ from mtashift.suppression.legacy import import_legacy, parse_date, parse_legacy_
 from schemas.quarantine import QUARANTINE_SCHEMA, REASONS
 from schemas.suppression import LEGACY_SCHEMA
 
-FIXTURES = Path(__file__).parent / "fixtures" / "suppression" / "landing"
+FIXTURES = Path(__file__).parent / "fixtures" / "suppression" / "legacy_lists"
 
 
 @pytest.fixture(scope="module")
