@@ -24,37 +24,15 @@
 
 # %%
 import os
-from pathlib import Path
 
 import altair as alt
-import duckdb
 import polars as pl
 from IPython.display import Markdown, display
 
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-LAKE = Path(os.environ.get("MTASHIFT_LAKE") or ROOT / "demo" / "lake")
-CATALOG = LAKE / "catalog.duckdb"
+from mtashift.notebook import open_catalog
 
-if CATALOG.exists():
-    con = duckdb.connect(str(CATALOG), read_only=True)
-else:
-    display(Markdown(f"**No catalog at `{CATALOG}`** — build the lake first (`make demo`)."))
-    con = duckdb.connect()  # empty: every section below reports its view as missing
-VIEWS = {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
-
-
-def have(*views: str) -> bool:
-    """True when every view exists; otherwise say which are missing."""
-    missing = [v for v in views if v not in VIEWS]
-    if missing:
-        display(
-            Markdown(f"_Not in the catalog yet: {', '.join(f'`{v}`' for v in missing)} — section skipped._")
-        )
-    return not missing
-
-
-def q(sql: str, *params: object) -> pl.DataFrame:
-    return con.sql(sql, params=list(params) or None).pl()
+catalog = open_catalog()
+con, have, q = catalog.con, catalog.have, catalog.q
 
 
 # %% [markdown]

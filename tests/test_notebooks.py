@@ -148,7 +148,20 @@ def test_notebooks_are_percent_scripts() -> None:
     for path in NOTEBOOKS:
         nb = jupytext.read(path)
         assert sum(c.cell_type == "code" for c in nb.cells) >= 5
-        assert "read_only=True" in path.read_text(encoding="utf-8")
+        assert "open_catalog()" in path.read_text(encoding="utf-8")
+
+
+def test_notebooks_open_the_catalog_read_only(full_lake: Lake, monkeypatch) -> None:
+    import duckdb
+
+    from mtashift.notebook import open_catalog
+
+    monkeypatch.setenv("MTASHIFT_LAKE", str(full_lake.root))
+    cat = open_catalog()
+    assert "events" in cat.views and cat.have("events")
+    with pytest.raises(duckdb.Error):
+        cat.con.execute("CREATE TABLE scratch (a INTEGER)")
+    cat.con.close()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
