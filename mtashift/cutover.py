@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 import yaml
 from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 from mtashift.lake import Lake
@@ -1314,15 +1315,31 @@ def _evidence(
     }
 
 
-def _rise_met(row: Mapping[str, Any], rule: Mapping[str, Any], alpha: float, *, drop: bool) -> bool:
-    if (
+def _judged(row: Mapping[str, Any]) -> bool:
+    return not (
         row["small_sample"]
         or row["p_value"] is None
         or row["before_value"] is None
         or row["after_value"] is None
-    ):
+    )
+
+
+def _adjusted_p_values(tests: list[tuple[int, float]], method: str) -> dict[int, float]:
+    """Family-wise correction over one pool's significance tests (statsmodels' multipletests).
+
+    A pool is compared on many metrics at many providers; without a correction some rows come out
+    "significant" by chance alone. `method` is a statsmodels name (`holm` by default) or `none`.
+    """
+    if not tests or method == "none":
+        return {i: p for i, p in tests}
+    adjusted = multipletests([p for _, p in tests], method=method)[1]
+    return {i: float(a) for (i, _), a in zip(tests, adjusted, strict=True)}
+
+
+def _rise_met(row: Mapping[str, Any], rule: Mapping[str, Any], alpha: float, *, drop: bool, p: float) -> bool:
+    if not _judged(row):
         return False
-    if row["p_value"] >= float(rule.get("alpha", alpha)):
+    if p >= float(rule.get("alpha", alpha)):
         return False
     min_rel = float(rule.get("min_relative_change", 0))
     b, a = row["before_value"], row["after_value"]
@@ -1343,26 +1360,43 @@ def evaluate_pool(
     _c, alpha, _e, _cap = policy_stats(policy)
     majors = policy.get("major_providers") or []
     evidence: list[dict[str, Any]] = []
-    for rule in policy.get("rules") or []:
-        kind = rule["kind"]
+    rules = policy.get("rules") or []
+
+    def selected(rule: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows = seedlist if rule.get("source") == "seedlist" else comparison
-        sel = [
+        return [
             r
             for r in rows
             if r["metric"] == rule.get("metric")
             and _provider_selected(r["provider"], rule.get("providers", "any"), majors)
         ]
+
+    family = [
+        (id(r), float(r["p_value"]))
+        for rule in rules
+        if rule["kind"] in ("significant_rise", "significant_drop")
+        for r in selected(rule)
+        if _judged(r)
+    ]
+    family = list(dict(family).items())  # a row judged by two rules is one test
+    method = str((policy.get("statistics") or {}).get("multiple_testing", "holm"))
+    adjusted = _adjusted_p_values(family, method)
+    for rule in rules:
+        kind = rule["kind"]
+        sel = selected(rule)
         if kind in ("significant_rise", "significant_drop"):
             drop = kind == "significant_drop"
             for r in sel:
-                if _rise_met(r, rule, alpha, drop=drop):
+                p_adj = adjusted.get(id(r), 1.0)
+                if _rise_met(r, rule, alpha, drop=drop, p=p_adj):
                     evidence.append(
                         _evidence(
                             r,
                             rule=rule,
                             detail=(
                                 f"{r['metric']} {'fell' if drop else 'rose'} from {_fmt(r['before_value'])} to "
-                                f"{_fmt(r['after_value'])} (p={r['p_value']:.3g}, n={r['before_n']}/{r['after_n']})"
+                                f"{_fmt(r['after_value'])} (p={r['p_value']:.3g}, {method}-adjusted over "
+                                f"{len(family)} tests {p_adj:.3g}, n={r['before_n']}/{r['after_n']})"
                             ),
                         )
                     )

@@ -447,6 +447,8 @@ def test_verdict_rules_fire(rows: list[dict], seeds: list[dict], verdict: str, r
 
 def test_verdict_table_carries_evidence() -> None:
     _ann, cplan, comp, pol = run_comparison()
+    # This hand-computed example judges the raw p-value (one test in mind, no family correction).
+    pol = {**pol, "statistics": {**pol["statistics"], "multiple_testing": "none"}}
     out = co.cutover_verdicts(plan=cplan, comparison=comp, seedlist=None, drain=None, policy=pol)
     assert out.schema == co.VERDICT_SCHEMA
     row = out.filter(pl.col("pool") == "p1").to_dicts()[0]
@@ -469,3 +471,23 @@ def test_malformed_plan_sections_are_reported() -> None:
         co.pool_resolver(plan={"vmta_map": "v1"})
     with pytest.raises(ValueError, match="cutover"):
         co.load_policy(overrides=["x"])
+
+
+def test_family_wise_correction_keeps_chance_findings_from_moving_verdicts() -> None:
+    # 20 tests at a pool: one p = 0.004 is what chance gives about once in 12 such pools.
+    others = [
+        crow(p, m, 0.001, 0.001, 0.9)
+        for p in ("yahoo", "microsoft", "office365", "apple")
+        for m in ("deferral_rate", "bounce_rate", "expiry_rate", "complaint_rate", "latency_p95_s")
+    ][:19]
+    rows = [crow("google", "deferral_rate", 0.040, 0.060, 0.004), *others]
+    held, _ = co.evaluate_pool(pool="p", comparison=rows, seedlist=[], drain=None,
+                               policy=policy(statistics={"multiple_testing": "none"}))  # fmt: skip
+    assert held == "hold"
+    verdict, evidence = co.evaluate_pool(pool="p", comparison=rows, seedlist=[], drain=None, policy=policy())
+    # Holm: 0.004 * 20 = 0.08 >= 0.01.
+    assert (verdict, evidence) == ("proceed", [])
+    # A real regression survives the correction: 1e-9 * 20 = 2e-8.
+    rows[0] = crow("google", "deferral_rate", 0.040, 0.120, 1e-9)
+    verdict, evidence = co.evaluate_pool(pool="p", comparison=rows, seedlist=[], drain=None, policy=policy())
+    assert verdict == "hold" and "holm-adjusted over 20 tests" in evidence[0]["detail"]
