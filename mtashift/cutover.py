@@ -13,7 +13,6 @@ All functions are pure: frames in, frames out. The caller adds the ``provider`` 
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,12 +23,12 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import yaml
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 from mtashift.lake import Lake
+from mtashift.settings import deep_merge, load_yaml
 from schemas.events import EVENT_SCHEMA
 
 UTC_TS = pl.Datetime("us", "UTC")
@@ -162,39 +161,6 @@ VERDICT_SCHEMA = pl.Schema(
 
 def default_policy_path() -> Path:
     return Path(str(resources.files("schemas") / "cutover_policy.yaml"))
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``over`` merged into a copy of ``base``: mappings merge key by key, anything else replaces."""
-    out = copy.deepcopy(dict(base))
-    for key, value in (over or {}).items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def load_yaml(path: str | Path | None) -> dict[str, Any]:
-    """A YAML mapping from ``path``; ``{}`` when the file is absent or empty.
-
-    A file that exists but is not a YAML mapping raises ValueError: a plan is configuration, and
-    silently ignoring a broken one would replace planned cutover times with inferred ones.
-    """
-    if path is None:
-        return {}
-    p = Path(path)
-    if not p.exists():
-        return {}
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{p}: not valid YAML: {exc}") from exc
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ValueError(f"{p}: expected a YAML mapping at the top level")
-    return doc
 
 
 def load_policy(

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from mtashift.cutover import deep_merge, load_yaml
+from mtashift.settings import deep_merge, load_yaml
 
 CENT = Decimal("0.01")
 DAYS_PER_MONTH = 30.4375  # 365.25 / 12

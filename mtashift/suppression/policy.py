@@ -7,7 +7,6 @@ The merged document is validated against the defaults' shape: unknown keys and w
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import hashlib
 import json
@@ -17,8 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mtashift.settings import deep_merge, load_yaml
 from schemas.suppression import SOURCES
 
 SCOPE_MODES: tuple[str, ...] = ("global", "sender_domain", "tenant")
@@ -29,30 +27,6 @@ ESTATE_POLICY_FILE = "suppression-policy.yaml"
 
 def default_policy_path() -> Path:
     return Path(str(resources.files("schemas") / "suppression_policy.yaml"))
-
-
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any] | None) -> dict[str, Any]:
-    out = copy.deepcopy(dict(base))
-    for key, value in (over or {}).items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a YAML mapping at the top level")
-    return doc
 
 
 # Keys whose value is an open mapping (user-chosen keys), so the shape check stops there.
@@ -136,7 +110,7 @@ def _scope_literal(value: Any, where: str) -> str:
 
 def from_document(doc: Mapping[str, Any]) -> SuppressionPolicy:
     """Validate a merged policy document and turn it into a :class:`SuppressionPolicy`."""
-    _check_shape(doc, _read_yaml(default_policy_path()))
+    _check_shape(doc, load_yaml(default_policy_path()))
     precedence = tuple(doc["precedence"])
     if sorted(precedence) != sorted(SOURCES):
         raise ValueError(f"suppression policy: `precedence` must list each of {list(SOURCES)} once")
@@ -208,16 +182,16 @@ def load_policy(
     *, landing_root: Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> SuppressionPolicy:
     """Defaults, then plan.yaml ``suppression:``, then suppression-policy.yaml, then ``overrides``."""
-    doc = _read_yaml(default_policy_path())
+    doc = load_yaml(default_policy_path())
     if landing_root is not None:
         for name in ("plan.yaml", "plan.yml"):
-            plan = _read_yaml(landing_root / name)
+            plan = load_yaml(landing_root / name)
             if plan:
                 section = plan.get("suppression")
                 if section is not None and not isinstance(section, Mapping):
                     raise ValueError(f"{landing_root / name}: `suppression:` must be a mapping")
-                doc = _deep_merge(doc, section)
+                doc = deep_merge(doc, section)
                 break
-        doc = _deep_merge(doc, _read_yaml(landing_root / ESTATE_POLICY_FILE))
-    doc = _deep_merge(doc, overrides)
+        doc = deep_merge(doc, load_yaml(landing_root / ESTATE_POLICY_FILE))
+    doc = deep_merge(doc, overrides)
     return from_document(doc)
