@@ -390,20 +390,7 @@ class Renderer:
             rec["response"] = _response(reply, rcpt, vm.ip, dom.name, pool.sending_domain)
             rec["peer_address"] = {"name": inj[0], "addr": inj[1]}
             self._times(node, rec, t, t)
-            rec.update(
-                num_attempts=0,
-                bounce_classification=reply.kumo_cat,
-                egress_pool=None,
-                egress_source=None,
-                source_address=None,
-                feedback_report=None,
-                meta={},
-                headers={},
-                delivery_protocol=None,
-                reception_protocol="ESMTP",
-                nodeid=model.nodeids[node],
-                session_id=session,
-            )
+            rec.update(_inbound_tail(reply, model.nodeids[node]), session_id=session)
         elif kind == M.RBOUNCE:
             mx = dom.mx[h % len(dom.mx)] if dom.mx else ("", "")
             rec.update(
@@ -417,19 +404,7 @@ class Renderer:
             rec["response"] = _response(reply, rcpt, vm.ip, dom.name, pool.sending_domain, command=False)
             rec["peer_address"] = {"name": mx[0], "addr": ""}
             self._times(node, rec, t, t)
-            rec.update(
-                num_attempts=0,
-                bounce_classification=reply.kumo_cat,
-                egress_pool=None,
-                egress_source=None,
-                source_address=None,
-                feedback_report=None,
-                meta={},
-                headers={},
-                delivery_protocol=None,
-                reception_protocol="ESMTP",
-                nodeid=model.nodeids[node],
-            )
+            rec.update(_inbound_tail(reply, model.nodeids[node]))
         else:  # Feedback
             complaint_row = self.complaints[int(ev["aux"][e])]
             msg = int(ev["msg"][e])
@@ -490,6 +465,23 @@ class Renderer:
             )
         return orjson.dumps(rec).decode("utf-8") + "\n"
 
+
+
+def _inbound_tail(reply: object, nodeid: str) -> dict:
+    """The fields after the times of a record KumoMTA writes for inbound traffic (Rejection, OOB), in struct order."""
+    return {
+        "num_attempts": 0,
+        "bounce_classification": reply.kumo_cat,  # type: ignore[attr-defined]
+        "egress_pool": None,
+        "egress_source": None,
+        "source_address": None,
+        "feedback_report": None,
+        "meta": {},
+        "headers": {},
+        "delivery_protocol": None,
+        "reception_protocol": "ESMTP",
+        "nodeid": nodeid,
+    }
 
 def _response(reply: E.Reply, rcpt: str, ip: str, domain: str, sdomain: str, command: bool = True) -> dict:
     text = (
