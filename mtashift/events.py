@@ -22,10 +22,12 @@ class EventsDay:
 
 def raw_rows_for_day(*, raw_paths: list[str], day: str) -> pl.LazyFrame:
     d = date.fromisoformat(day)
-    frames = [pl.scan_parquet(p) for p in raw_paths]
+    # conform each file first: raw files store some columns dictionary-encoded (Categorical on read), and
+    # each file's categories are its own
+    frames = [conform(pl.scan_parquet(p)) for p in raw_paths]
     if not frames:
         return pl.LazyFrame(schema=EVENT_SCHEMA)
-    return conform(pl.concat(frames, how="diagonal_relaxed")).filter(pl.col("event_time").dt.date() == d)
+    return pl.concat(frames, how="vertical").filter(pl.col("event_time").dt.date() == d)
 
 
 def dedupe(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:

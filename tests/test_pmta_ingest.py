@@ -93,7 +93,7 @@ DEFAULT_ROWS = {
         event_type="delivered", recipient="kunde@Bücher.de", recipient_domain="xn--bcher-kva.de",
         mx_host="mx.xn--bcher-kva.de", smtp_code=250, enhanced_status="2.0.0", response="ok dirdel",
         raw_bounce_category="success", size_bytes=1024,
-        extra={"dsnAction": "relayed", "dsnStatusText": "success", "dsnDiag": "smtp;250 ok dirdel", "srcType": "api",
+        extra={"dsnAction": "relayed", "dsnStatusText": "success", "dsnDiagPrefix": "smtp;250 ", "srcType": "api",
                "srcMta": "app1.example.com (10.0.0.5)", "dlvType": "smtp",
                "dlvEsmtpAvailable": "ENHANCEDSTATUSCODES,8BITMIME", "queue": "bücher.de/vmta-de-1"},
     ),
@@ -148,10 +148,56 @@ def test_custom_record_fields_epoch_offsets_and_extra_columns() -> None:
     assert_row(rows[3], dict(
         event_time=t(2026, 3, 1, 10, 0, 0), job_id="job-7", message_id="<def@mail>", enhanced_status="2.0.0",
         smtp_code=250, response="OK", size_bytes=None,
-        # bare status: nothing to keep; diag without enhanced code and unparseable size kept verbatim
-        extra={"header_x-job": "spring-sale", "dsnDiag": "smtp;250 OK", "userString": "node-a",
+        # bare status: nothing to keep; a diag without enhanced code keeps its prefix (diag = prefix +
+        # response), an unparseable size is kept verbatim
+        extra={"header_x-job": "spring-sale", "dsnDiagPrefix": "smtp;250 ", "userString": "node-a",
                "dlvSize": "notanumber"},
     ))
+
+
+def rebuild_diag(row: dict) -> str | None:
+    """dsnDiag as schemas/docs/pmta_mapping.md §6 says to rebuild it from a canonical row."""
+    extra = json.loads(row["extra"])
+    if "dsnDiag" in extra:
+        return extra["dsnDiag"]
+    if "dsnDiagPrefix" in extra:
+        return extra["dsnDiagPrefix"] + row["response"]
+    if row["response"] is None:
+        return None
+    return f"smtp;{row['smtp_code']} {row['enhanced_status']} {row['response']}"
+
+
+DIAG_CASES = [
+    # (dsnStatus, dsnDiag, smtp_code, enhanced_status, response, what extra keeps)
+    ("5.1.1 (bad destination mailbox address)", "smtp;550 5.1.1 user unknown", 550, "5.1.1", "user unknown", {}),
+    ("5.0.0 (other)", "smtp;550 5.1.1 user unknown", 550, "5.0.0", "user unknown",
+     {"dsnDiagPrefix": "smtp;550 5.1.1 "}),
+    ("2.0.0 (success)", "smtp;250 ok", 250, "2.0.0", "ok", {"dsnDiagPrefix": "smtp;250 "}),
+    ("4.4.7 (delivery time expired)", "smtp;421-4.4.7 expired", 421, "4.4.7", "expired",
+     {"dsnDiagPrefix": "smtp;421-4.4.7 "}),
+    ("5.7.1 (delivery not authorized)", "smtp;  554   5.7.1   spaced, \"quoted\"", 554, "5.7.1",
+     'spaced, "quoted"', {"dsnDiagPrefix": "smtp;  554   5.7.1   "}),
+    ("4.4.1 (no answer from host)", "Connection timed out", None, "4.4.1", "Connection timed out",
+     {"dsnDiag": "Connection timed out"}),
+    ("2.0.0 (success)", "smtp;250", 250, "2.0.0", None, {"dsnDiag": "smtp;250"}),
+    ("5.1.1", "x-postfix; host said: no", None, "5.1.1", "host said: no", {"dsnDiagPrefix": "x-postfix; "}),
+    ("2.0.0 (success)", None, None, "2.0.0", None, {}),
+]
+
+
+@pytest.mark.parametrize("case", DIAG_CASES, ids=[c[1] or "null" for c in DIAG_CASES])
+def test_dsn_diag_keeps_exactly_what_rebuilds_it(tmp_path: Path, case: tuple) -> None:
+    status, diag, code, enh, response, kept = case
+    field = "" if diag is None else '"' + diag.replace('"', '""') + '"'
+    p = tmp_path / "acct-diag.csv"
+    p.write_text(f"type,timeLogged,rcpt,dsnStatus,dsnDiag\nd,2026-03-01 10:00:00+0000,a@b.example,{status},{field}\n")
+    res = parse(p)
+    assert res.stats.rows == 1
+    row = res.events.row(0, named=True)
+    assert (row["smtp_code"], row["enhanced_status"], row["response"]) == (code, enh, response)
+    extra = json.loads(row["extra"])
+    assert {k: v for k, v in extra.items() if k.startswith("dsnDiag")} == kept
+    assert rebuild_diag(row) == diag
 
 
 ALL_TYPES_ROWS = {

@@ -54,15 +54,19 @@ from typing import BinaryIO
 
 import numpy as np
 import polars as pl
+import polars.selectors as cs
 import pyarrow.parquet as pq
-from polars.io.plugins import register_io_source
 
 from mtashift.ingest.common import (
+    RawEventsWriter,
     SeenKeys,
+    constant_categorical,
     event_hash,
     hash_key,
     normalise_domain,
     occurrences,
+    raw_categorical,
+    to_raw,
     with_occurrence,
 )
 from mtashift.lake import PARQUET_COMPRESSION, atomic_path
@@ -72,7 +76,7 @@ from schemas.quarantine import QUARANTINE_SCHEMA
 MTA = "pmta"
 UTC = UTC_TS
 SOURCE_KIND = "pmta"
-CHUNK_BYTES = 32 * 2**20
+CHUNK_BYTES = 24 * 2**20  # below glibc's 32 MiB mmap ceiling: freed blocks are reused, not faulted in afresh
 MAX_RECORD_LINES = 64  # a quoted field may continue over at most this many further physical lines
 MAX_LINE_BYTES = 16 * 2**20  # a longer line is quarantined (only its first QUARANTINE_TEXT_MAX chars kept)
 QUARANTINE_TEXT_MAX = 64 * 1024
@@ -416,7 +420,8 @@ def _to_events(
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Positional rows -> canonical rows (with _idx, _text), and the rows rejected for type or time."""
     out = _map_events(df, h)
-    out = out.with_columns(node=pl.lit(node, pl.String), source_file=pl.lit(rel_path))
+    n = len(out)
+    out = out.with_columns(node=constant_categorical(node, n), source_file=constant_categorical(rel_path, n))
     bad = out["raw_type"].is_null() | out["event_time"].is_null()
     if not bad.any():
         return out, None
@@ -808,6 +813,8 @@ class _Reader:
                 q.append((base_line + r.idx + 1, base_off + int(starts[r.idx]), r.reason, r.detail, r.text))
         self._quarantine_rows(q)
 
+        if len(frames) > 1:  # each frame's Categorical columns have categories of their own
+            frames = [f.with_columns(cs.categorical().cast(pl.String)) for f in frames]
         events = pl.concat(frames, how="vertical") if len(frames) > 1 else (frames[0] if frames else None)
         self.lines_done += n_keep
         self.stats.lines_read += n_keep
@@ -918,9 +925,9 @@ class _Reader:
         ev = ev.with_columns(
             event_id=pl.col("_h").bin.encode("hex"),
             source_line=pl.col("_idx") + (base_line + 1),
-            mta=pl.lit(MTA),
+            mta=constant_categorical(MTA, len(ev)),
         )
-        return conform(ev.lazy()).collect()
+        return to_raw(ev)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -1038,29 +1045,36 @@ class _Coded:
     def gather(self, values: pl.Series) -> pl.Series:
         return values.gather(self.codes)
 
+    def categorical(self, values: pl.Series) -> pl.Series:
+        """Per-row ``values`` (one per distinct value) as a Categorical: codes, not strings, reach Parquet."""
+        return values.cast(raw_categorical()).gather(self.codes)
+
 
 def _coded(s: pl.Series) -> _Coded | None:
     """Code ``s`` by its distinct values when it repeats enough for per-value work to pay off, else None."""
     n = len(s)
-    if n and s.null_count() == 0 and (s == s[0]).all():  # a constant column: no hashing needed
+    if n and s.null_count() == 0 and (s.head(64) == s[0]).all() and (s == s[0]).all():  # constant: no hashing
         return _Coded(s.head(1), pl.Series(values=[0], dtype=pl.UInt32).extend_constant(0, n - 1), 0)
     if n > LOWCARD_SAMPLE and s.head(LOWCARD_SAMPLE).n_unique() > LOWCARD_SAMPLE * 3 // 4:
         return None
-    u = s.drop_nulls().unique()
+    # fresh categories number the distinct values 0..k-1 in order of appearance: one hashing pass
+    dtype = raw_categorical()
+    cat = s.cast(dtype)
+    u = dtype.categories.to_series()  # read while `cat` lives: the categories go with their last column
+    codes = cat.to_physical()
     if len(u) * 2 > n and n > 64:
         return None
-    nulls = s.null_count()
-    if len(u) == 1 and nulls == 0:
-        codes = pl.Series(values=[0], dtype=pl.UInt32).extend_constant(0, n - 1)
-    else:
-        codes = s.cast(pl.Enum(u)).to_physical().cast(pl.UInt32)
-    return _Coded(u, codes, nulls)
+    return _Coded(u, codes, s.null_count())
 
 
-def _per_value(s: pl.Series, fn: Callable[[pl.Series], pl.Series], coded: _Coded | None = None) -> pl.Series:
-    """``fn`` (element-wise, null -> null) computed once per distinct value when that is cheaper."""
+def _per_value(s: pl.Series, fn: Callable[[pl.Series], pl.Series], coded: _Coded | None = None, *,
+               categorical: bool = False) -> pl.Series:
+    """``fn`` (element-wise, null -> null) computed once per distinct value when that is cheaper; as a
+    Categorical then, if asked (for output columns stored dictionary-encoded)."""
     c = coded if coded is not None else _coded(s)
-    return fn(s) if c is None else c.gather(fn(c.u))
+    if c is None:
+        return fn(s)
+    return c.categorical(fn(c.u)) if categorical else c.gather(fn(c.u))
 
 
 def _nulls(n: int, dtype: pl.DataType) -> pl.Series:
@@ -1116,16 +1130,38 @@ def _parse_times(v: pl.Series) -> pl.Series:
     return dt
 
 
+def _split_times(s: pl.Series) -> pl.Series | None:
+    """The usual timestamps parsed as a naive `YYYY-MM-DD HH:MM:SS` plus a per-value offset suffix, which
+    polars does several times faster than one `%z` parse. Rows it cannot read are null (the caller parses
+    them the slow way); None when the offsets are too varied to be worth it."""
+    oc = _coded(s.str.slice(19))
+    if oc is None:
+        return None
+    # the offset as the UTC epoch of 1970-01-01 00:00:00 at that offset: the same %z parser decides
+    offset = _ev(oc.u, pl.concat_str(pl.lit("1970-01-01 00:00:00"), pl.col("v")).str.to_datetime(
+        TIME_FORMAT, strict=False, time_unit="us", cache=False).dt.epoch("us"))
+    base = s.str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False, time_unit="us", cache=False)
+    frame = pl.DataFrame({"b": base, "o": oc.gather(offset)})
+    return frame.select(
+        pl.from_epoch(pl.col("b").dt.epoch("us") + pl.col("o"), time_unit="us").dt.replace_time_zone("UTC")
+    ).to_series()
+
+
 def _times(s: pl.Series | None, n: int) -> pl.Series:
     """``YYYY-MM-DD HH:MM:SS±hhmm`` or integer epoch seconds -> UTC; anything else -> null."""
     if s is None:
         return _nulls(n, UTC)
     if s.is_sorted():  # log order: polars' own cache of the previous value does the per-value work
         dt = s.str.to_datetime(TIME_FORMAT, strict=False, time_unit="us", cache=True)
-        if (dt.is_null() & s.is_not_null()).any():
+    else:
+        dt = _split_times(s)
+        if dt is None:
             return _per_value(s, _parse_times)
-        return dt
-    return _per_value(s, _parse_times)
+    miss = dt.is_null() & s.is_not_null()
+    if miss.any():
+        idx = miss.arg_true()
+        dt = dt.scatter(idx, _parse_times(s.gather(idx)))
+    return dt
 
 
 def _normalise_domains(u: pl.Series) -> pl.Series:
@@ -1137,11 +1173,11 @@ def _domains(addr: pl.Series | None, n: int) -> pl.Series:
         return _nulls(n, pl.String)
     at = addr.str.find("@", literal=True)
     dom = addr.str.slice(at + 1)  # null where there is no `@`
-    several = addr.str.count_matches("@", literal=True) > 1
+    several = dom.str.contains("@", literal=True)
     if several.any():  # a quoted local part may hold `@`: the domain follows the last one
         idx = several.arg_true()
         dom = dom.scatter(idx, addr.gather(idx).str.split("@").list.last())
-    return _per_value(dom, _normalise_domains)
+    return _per_value(dom, _normalise_domains, categorical=True)
 
 
 def _status_parts(u: pl.Series, key: str) -> pl.DataFrame:
@@ -1198,8 +1234,9 @@ def _diag_prefix_parts(u: pl.Series) -> pl.DataFrame:
     return f.with_columns(canon=canon.eq_missing(pl.col("v"))).drop("v")
 
 
-def _diag(d: pl.Series) -> pl.DataFrame:
-    """dsnDiag -> smtp_code, the diag's own enhanced status, response, and `smtp;<code> <enh> ` shape."""
+def _diag(d: pl.Series) -> tuple[pl.DataFrame, pl.Series, _Coded | None]:
+    """dsnDiag -> (smtp_code, the diag's own enhanced status, response, `smtp;<code> <enh> ` shape), the
+    prefix before the response, and that prefix coded by value (None when it hardly repeats)."""
     prefix = d.str.extract(DIAG_FAST, 0)
     slow = prefix.is_null() & d.is_not_null()
     if slow.any():
@@ -1213,7 +1250,26 @@ def _diag(d: pl.Series) -> pl.DataFrame:
         parts = pl.DataFrame([c.gather(p[k]) for k in p.columns])
     resp = d.str.slice(parts["plen"].fill_null(0))
     resp = pl.select(pl.when(pl.lit(resp) != "").then(pl.lit(resp))).to_series()
-    return pl.DataFrame({"code": parts["code"], "enh": parts["enh"], "resp": resp, "canon": parts["canon"]})
+    frame = pl.DataFrame({"code": parts["code"], "enh": parts["enh"], "resp": resp, "canon": parts["canon"]})
+    return frame, prefix, c
+
+
+def _diag_piece(d: pl.Series, dp: pl.DataFrame, prefix: pl.Series, pc: _Coded | None, enh: pl.Series,
+                key: str) -> _Piece:
+    """What `extra` keeps of dsnDiag: nothing when it is exactly `smtp;<code> <enh> <response>`, else its
+    prefix (`dsnDiagPrefix`, the diag being prefix + response), else — no response — the raw value."""
+    has_resp = dp["resp"].is_not_null()
+    rebuilt = dp["canon"].fill_null(False) & dp["enh"].eq_missing(enh) & has_resp
+    prefixed = ~rebuilt & has_resp & (prefix != "").fill_null(False)
+    raw = d.is_not_null() & ~rebuilt & ~prefixed
+    if pc is not None and not raw.any():
+        codes = pl.select(pl.when(pl.lit(prefixed)).then(pl.lit(pc.codes))).to_series()
+        return _Piece(coded=_Coded(pc.u, codes, int((~prefixed).sum())), table=_frag(f"{key}Prefix", pc.u))
+    pre = _masked_frag(f"{key}Prefix", prefix, prefixed)
+    whole = _masked_frag(key, d, raw)
+    if pre is None or whole is None:
+        return _Piece(rows=pre if whole is None else whole)
+    return _Piece(rows=pl.select(pl.coalesce(pl.lit(pre), pl.lit(whole))).to_series())
 
 
 @dataclass
@@ -1236,6 +1292,10 @@ def _extra(pieces: list[_Piece], n: int) -> pl.Series:
         p for p in pieces
         if (p.coded is not None and p.table.null_count() < len(p.table)) or p.rows is not None
     ]
+    if pieces and all(p.coded is not None for p in pieces):
+        coded = _coded_extra(pieces, n)
+        if coded is not None:
+            return coded
     runs: list[list[_Piece] | pl.Series] = []
     run: list[_Piece] = []
     key = np.zeros(n, dtype=np.int64)
@@ -1301,18 +1361,21 @@ def _extra(pieces: list[_Piece], n: int) -> pl.Series:
     return out if fixed else out.str.replace("{,", "{", literal=True, n=1)
 
 
-def _combine(run: list[_Piece], n: int) -> pl.Series:
-    """The concatenated fragments of several coded pieces, built once per distinct combination."""
-    key = np.zeros(n, dtype=np.int64)
+def _combo_table(run: list[_Piece], n: int) -> tuple[pl.Series, pl.Series] | None:
+    """The concatenated fragments of several coded pieces once per distinct combination of their values
+    (null where none has a fragment), and each row's combination; None when the codes cannot be combined."""
+    terms: list[pl.Expr] = []
     strides = []
     stride = 1
     for p in run:
         k = len(p.coded.u) + 1
+        if stride * k >= MAX_COMBO:
+            return None
         if not p.coded.constant:
-            key += p.coded.codes.fill_null(k - 1).to_numpy().astype(np.int64) * stride
+            terms.append(pl.lit(p.coded.codes).fill_null(k - 1).cast(pl.Int64) * stride)
         strides.append(stride)
         stride *= k
-    ks = pl.Series(key)
+    ks = pl.select(pl.sum_horizontal(terms) if terms else pl.repeat(0, n, dtype=pl.Int64)).to_series()
     combos_s = ks.unique()
     inverse = ks.replace_strict(
         combos_s, pl.int_range(len(combos_s), eager=True, dtype=pl.UInt32), return_dtype=pl.UInt32)
@@ -1325,7 +1388,23 @@ def _combine(run: list[_Piece], n: int) -> pl.Series:
         parts.append(table.gather(idx).rename(f"t{len(parts)}"))
     merged = pl.DataFrame(parts).select(pl.concat_str(pl.all(), ignore_nulls=True)).to_series()
     merged = _ev(merged, pl.when(pl.col("v") != "").then(pl.col("v")))
+    return merged, inverse
+
+
+def _combine(run: list[_Piece], n: int) -> pl.Series:
+    """The concatenated fragments of several coded pieces, built once per distinct combination."""
+    merged, inverse = _combo_table(run, n)
     return merged.gather(inverse)
+
+
+def _coded_extra(pieces: list[_Piece], n: int) -> pl.Series | None:
+    """`extra` when every piece is coded: each distinct object built once, returned as a Categorical."""
+    combo = _combo_table(pieces, n)
+    if combo is None:
+        return None
+    merged, inverse = combo
+    objects = _ev(merged, pl.concat_str(pl.lit("{"), pl.col("v").str.strip_prefix(","), pl.lit("}")).fill_null("{}"))
+    return objects.cast(raw_categorical()).gather(inverse)
 
 
 def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
@@ -1346,24 +1425,44 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
     pieces: dict[int, _Piece] = {}  # header position -> its `extra` contribution
 
     # type -> raw_type, event_type (b + message-expired -> expired)
-    t = col("type")
-    raw_type, lower_type = _nulls(n, pl.String), _nulls(n, pl.String)
-    if t is not None:
-        tc = _coded(t)
-        clean = lambda u: _ev(u, pl.when(pl.col("v").str.strip_chars() != "").then(pl.col("v").str.strip_chars()))  # noqa: E731
-        raw_type = _per_value(t, clean, tc)
-        lower_type = _per_value(t, lambda u: _ev(clean(u), pl.col("v").str.to_lowercase()), tc)
-    event_type = lower_type.replace_strict(PMTA_RECORD_TYPES, default="other", return_dtype=pl.String)
-    is_r = (lower_type == "r").fill_null(False)
-    any_r = bool(is_r.any())
-    bc = col("bounceCat")
+    t, bc = col("type"), col("bounceCat")
+    tc = _coded(t) if t is not None else None
+    expired_cat = None
     if bc is not None:
-        expired_cat = _per_value(bc, lambda u: _ev(u, pl.col("v").str.strip_chars().str.to_lowercase() == "message-expired"))
-        expired = (lower_type == "b").fill_null(False) & expired_cat.fill_null(False)
-        if expired.any():
-            event_type = pl.select(pl.when(pl.lit(expired)).then(pl.lit("expired")).otherwise(pl.lit(event_type))).to_series()
-    cols["event_type"] = event_type
-    cols["raw_type"] = raw_type
+        expired_cat = _per_value(
+            bc, lambda u: _ev(u, pl.col("v").str.strip_chars().str.to_lowercase() == "message-expired")
+        ).fill_null(False)
+    if tc is not None:  # the usual case: every rule is applied once per distinct type value
+        raw_u = _ev(tc.u, pl.when(pl.col("v").str.strip_chars() != "").then(pl.col("v").str.strip_chars()))
+        lower_u = raw_u.str.to_lowercase()
+        event_u = lower_u.replace_strict(PMTA_RECORD_TYPES, default="other", return_dtype=pl.String)
+        is_r = tc.gather(lower_u == "r").fill_null(False)
+        expired = None
+        if expired_cat is not None:
+            expired = tc.gather(lower_u == "b").fill_null(False) & expired_cat
+        if expired is not None and expired.any():
+            # a second table of types, `b` -> `expired`, indexed past the first
+            table = pl.concat(
+                [event_u, _ev(event_u, pl.when(lower_u == "b").then(pl.lit("expired")).otherwise(pl.col("v")))])
+            codes = (tc.codes + expired.cast(pl.UInt32) * len(event_u)).rename("codes")
+            cols["event_type"] = table.cast(raw_categorical()).gather(codes)
+        else:
+            cols["event_type"] = tc.categorical(event_u)
+        cols["raw_type"] = tc.categorical(raw_u)
+    else:
+        raw_type = _nulls(n, pl.String) if t is None else _ev(
+            t, pl.when(pl.col("v").str.strip_chars() != "").then(pl.col("v").str.strip_chars()))
+        lower_type = raw_type.str.to_lowercase()
+        event_type = lower_type.replace_strict(PMTA_RECORD_TYPES, default="other", return_dtype=pl.String)
+        is_r = (lower_type == "r").fill_null(False)
+        if expired_cat is not None:
+            expired = (lower_type == "b").fill_null(False) & expired_cat
+            if expired.any():
+                event_type = pl.select(
+                    pl.when(pl.lit(expired)).then(pl.lit("expired")).otherwise(pl.lit(event_type))).to_series()
+        cols["event_type"] = event_type
+        cols["raw_type"] = raw_type
+    any_r = bool(is_r.any())
 
     cols["event_time"] = _times(col("timeLogged"), n)
     tq = col("timeQueued")
@@ -1391,7 +1490,7 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
 
     # dsnMta -> mx_host / mx_ip
     mta = col("dsnMta")
-    mx_ip_dsn = None
+    mx_ip_dsn = mc = None
     if mta is not None:
         mc = _coded(mta)
         if mc is None:
@@ -1401,7 +1500,7 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
         else:
             mp = _mta_parts(mc.u, key("dsnMta"))
             pieces[h.first["dsnmta"]] = _Piece(coded=mc, table=mp["frag"])
-            cols["mx_host"], mx_ip_dsn = mc.gather(mp["host"]), mc.gather(mp["ip"])
+            cols["mx_host"], mx_ip_dsn = mc.categorical(mp["host"]), mc.gather(mp["ip"])
     else:
         cols["mx_host"] = _nulls(n, pl.String)
     dest = col("dlvDestinationIp")
@@ -1410,14 +1509,14 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
             pl.coalesce(pl.lit(mx_ip_dsn), pl.lit(dest))).to_series()
     else:
         mx_ip = mx_ip_dsn if mx_ip_dsn is not None else or_nulls(dest)
-    cols["mx_ip"] = mx_ip
+    cols["mx_ip"] = mx_ip if mx_ip is not mx_ip_dsn or mc is None else mc.categorical(mp["ip"])
     if dest is not None:
         pieces[h.first["dlvdestinationip"]] = _Piece(
             rows=_masked_frag(key("dlvDestinationIp"), dest, dest.is_not_null() & ~dest.eq_missing(mx_ip)))
 
     # dsnStatus / dsnDiag -> enhanced_status, smtp_code, response
     st = col("dsnStatus")
-    st_enh = None
+    st_enh = sc = None
     if st is not None:
         sc = _coded(st)
         if sc is None:
@@ -1430,7 +1529,7 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
             st_enh = sc.gather(sp["enh"])
     d = col("dsnDiag")
     if d is not None:
-        dp = _diag(d)
+        dp, prefix, pc = _diag(d)
         if st_enh is None:
             enh = dp["enh"]
         elif st_enh.null_count() == 0:
@@ -1439,13 +1538,12 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
             enh = pl.select(pl.coalesce(pl.lit(st_enh), pl.lit(dp["enh"]))).to_series()
         cols["smtp_code"] = dp["code"]
         cols["response"] = dp["resp"]
-        rebuilt = dp["canon"].fill_null(False) & dp["enh"].eq_missing(enh) & dp["resp"].is_not_null()
-        pieces[h.first["dsndiag"]] = _Piece(rows=_masked_frag(key("dsnDiag"), d, d.is_not_null() & ~rebuilt))
+        pieces[h.first["dsndiag"]] = _diag_piece(d, dp, prefix, pc, enh, key("dsnDiag"))
     else:
         enh = or_nulls(st_enh)
         cols["smtp_code"] = _nulls(n, pl.Int16)
         cols["response"] = _nulls(n, pl.String)
-    cols["enhanced_status"] = enh
+    cols["enhanced_status"] = sc.categorical(sp["enh"]) if enh is st_enh and sc is not None else enh
     cols["raw_bounce_category"] = or_nulls(bc)
 
     job = col("jobId")
@@ -1526,7 +1624,7 @@ def parse_pmta_file(
     """Parse one accounting file into memory: canonical events, quarantine rows, stats."""
     quarantine: list[pl.DataFrame] = []
     reader = _Reader(Path(path), rel_path=rel_path, node=node, chunk_bytes=chunk_bytes, on_quarantine=quarantine.append)
-    frames = list(reader.batches())
+    frames = [conform(f.lazy()).collect() for f in reader.batches()]
     events = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=EVENT_SCHEMA)
     q = pl.concat(quarantine, how="vertical") if quarantine else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     return PmtaParseResult(events=events, quarantine=q, stats=reader.stats)
@@ -1549,14 +1647,12 @@ def ingest_pmta_file(
         qfile = _QuarantineFile(qtmp)
         reader = _Reader(Path(path), rel_path=rel_path, node=node, chunk_bytes=chunk_bytes, on_quarantine=qfile.add)
 
-        def source(with_columns, predicate, n_rows, batch_size) -> Iterator[pl.DataFrame]:
-            for frame in reader.batches():
-                yield frame if with_columns is None else frame.select(with_columns)
-
         with atomic_path(events_out) as tmp:
-            # zstd level 1: about a fifth less CPU than the default level for 4 % more bytes
-            register_io_source(source, schema=EVENT_SCHEMA).sink_parquet(
-                tmp, compression=PARQUET_COMPRESSION, compression_level=1, statistics=True
-            )
+            writer = RawEventsWriter(tmp)
+            try:
+                for frame in reader.batches():
+                    writer.write(frame)
+            finally:
+                writer.close()
             qfile.close()
     return reader.stats
