@@ -6,9 +6,11 @@ written out by hand.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -865,3 +867,84 @@ def test_open_segment_detection_uses_any_write_bit(tmp_path: Path) -> None:
     for mode, expected in ((0o444, False), (0o644, True), (0o464, True), (0o446, True), (0o400, False)):
         os.chmod(p, mode)
         assert is_open_segment(p) is expected
+
+
+# --------------------------------------------------------------------------------------------------
+# the pipeline: SQL batches, the decompression thread, the Parquet writer thread
+# --------------------------------------------------------------------------------------------------
+
+
+def _mixed_lines() -> bytes:
+    """30 lines: every 5th broken, line 7 with two recipients, line 12 a copy of line 11."""
+    out = []
+    for i in range(1, 31):
+        if i % 5 == 0:
+            out.append("{oops")
+        elif i == 7:
+            out.append(line(with_(DELIVERY, id="r7", recipient=["a@x.example", "b@y.example"])))
+        elif i == 12:
+            out.append(line(with_(DELIVERY, id="r11")))
+        else:
+            out.append(line(with_(DELIVERY, id=f"r{i}")))
+    return ("\n".join(out) + "\n").encode()
+
+
+def test_sql_batches_and_chunks_do_not_change_the_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = write_segment(
+        tmp_path / "20261101-120000.000000000", zstandard.ZstdCompressor().compress(_mixed_lines())
+    )
+    events, quarantine, stats = parse(p, "kumo/n1/seg")
+    assert (stats.lines_read, stats.records_read, stats.records_ok, stats.quarantined) == (30, 30, 24, 6)
+    assert (stats.events, stats.duplicates, stats.fanout) == (24, 1, 1)
+    assert quarantine["source_line"].to_list() == [5, 10, 15, 20, 25, 30]
+    assert events.filter(pl.col("message_id") == "r7")["recipient_domain"].to_list() == [
+        "x.example",
+        "y.example",
+    ]
+    monkeypatch.setattr(kumo, "SQL_BATCH_ROWS", 2)  # 2-row record batches for DuckDB
+    small = parse(p, "kumo/n1/seg", chunk_bytes=1500)  # and many chunks
+    assert small[0].equals(events) and small[1].equals(quarantine)
+    assert small[2] == stats
+
+
+def test_parquet_writer_failure_raises_and_leaves_no_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = write_text(tmp_path / "in.jsonl", line(DELIVERY) + "\n" + line(RECEPTION) + "\n")
+
+    def broken(self: object, table: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(kumo.pq.ParquetWriter, "write_table", broken)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        ingest_kumo_file(
+            p, rel_path="kumo/n1/in.jsonl", events_out=out / "e.parquet", quarantine_out=out / "q.parquet"
+        )
+    assert list(out.iterdir()) == []
+
+
+def test_prefetched_passes_items_and_errors_and_stops_its_producer() -> None:
+    produced: list[int] = []
+    finished: list[bool] = []
+
+    def numbers(fail_at: int | None) -> Iterator[int]:
+        try:
+            for i in range(100):
+                if i == fail_at:
+                    raise ValueError(f"bad item {i}")
+                produced.append(i)
+                yield i
+        finally:
+            finished.append(True)
+
+    assert list(kumo._prefetched(numbers(None))) == list(range(100))
+    with pytest.raises(ValueError, match="bad item 3"):
+        list(kumo._prefetched(numbers(3)))
+    produced.clear()
+    with contextlib.closing(kumo._prefetched(numbers(None), depth=1)) as items:
+        assert [next(items), next(items)] == [0, 1]
+    # closed early: the producer stopped a few items ahead and was joined
+    assert len(produced) <= 4 and finished == [True, True, True]

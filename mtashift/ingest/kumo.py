@@ -16,6 +16,10 @@ How it works (and why):
 * ``extra`` is the record text itself, so nothing of the source is lost and no re-serialisation is paid.
 * Output is streamed chunk by chunk into one Parquet file per landing file (a row group per chunk) under a
   temporary name that is renamed on success, so a partial file is never visible.
+* The stages overlap: a thread decompresses the next chunk and another encodes the Parquet of the previous
+  ones while the current one is parsed (zstd, DuckDB, polars and pyarrow all release the GIL). For the same
+  reason :func:`ingest_kumo_files` runs files on threads, not processes: no interpreter start and imports per
+  worker, and a file left alone at the end still gets the idle core.
 """
 
 from __future__ import annotations
@@ -23,15 +27,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import re
 import stat
+import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing import get_context
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, TypeVar
 
 import duckdb
 import numpy as np
@@ -41,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from mtashift.ingest.common import SeenKeys, domain_of, event_hash, event_id_of, hash_key, occurrences
+from mtashift.ingest.common import SeenKeys, event_hash, event_id_of, hash_key, normalise_domain, occurrences
 from mtashift.lake import PARQUET_COMPRESSION, atomic_path
 from schemas.events import EVENT_SCHEMA, KUMO_RECORD_TYPES
 from schemas.quarantine import QUARANTINE_SCHEMA
@@ -70,6 +75,8 @@ READ_SIZE = 256 << 10  # compressed bytes fed to the decoder per call
 PLAIN_READ_SIZE = 4 << 20  # bytes per read of an uncompressed file
 DOCUMENT_LIMIT = 512 << 20  # largest pretty-printed JSON document (whole-file array) we parse in memory
 SALVAGE_STEP = 4096  # compressed bytes per step when re-decoding a damaged frame
+SQL_BATCH_ROWS = 8192  # lines per record batch handed to DuckDB
+PENDING_WRITES = 2  # chunks handed to the Parquet writer thread and not yet written
 
 
 # --------------------------------------------------------------------------------------------------
@@ -199,16 +206,17 @@ def ingest_kumo_files(
     workers: int = 2,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> list[KumoFileStats]:
-    """Ingest many files, spread over ``workers`` processes (largest first); stats in the order of ``jobs``."""
+    """Ingest many files, ``workers`` at a time (largest first); stats in the order of ``jobs``."""
     if not jobs:
         return []
     if workers <= 1 or len(jobs) == 1:
         return [_ingest_job(j, include_open, chunk_bytes, None) for j in jobs]
     order = sorted(range(len(jobs)), key=lambda i: -_size(jobs[i].path))
     results: list[KumoFileStats | None] = [None] * len(jobs)
-    # spawn, not fork: DuckDB and polars keep thread pools that a forked child must not inherit.
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as ex:
-        futures = {i: ex.submit(_ingest_job, jobs[i], include_open, chunk_bytes, 1) for i in order}
+    # Threads, not processes: the heavy work (zstd, DuckDB, polars, Parquet) runs in native code without the
+    # GIL, and a process pool pays an interpreter start and the imports in every worker.
+    with ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix="kumo-ingest") as ex:
+        futures = {i: ex.submit(_ingest_job, jobs[i], include_open, chunk_bytes, None) for i in order}
         for i, fut in futures.items():
             results[i] = fut.result()
     return [r for r in results if r is not None]
@@ -502,12 +510,19 @@ class _MemorySink:
 
 
 class _ParquetSink:
-    """Streams frames into two Parquet files under temporary names; renamed into place on success."""
+    """Streams frames into two Parquet files under temporary names; renamed into place on success.
+
+    Encoding and compression run on a thread of their own (pyarrow releases the GIL), overlapping with the
+    parsing of the next chunk; the queue is short so at most ``PENDING_WRITES`` chunks wait in memory.
+    """
 
     def __init__(self, events_out: Path, quarantine_out: Path) -> None:
         self._targets = (events_out, quarantine_out)
         self._stack = contextlib.ExitStack()
         self._writers: list[pq.ParquetWriter] = []
+        self._queue: queue.Queue[tuple[int, pa.Table] | None] = queue.Queue(maxsize=PENDING_WRITES)
+        self._thread = threading.Thread(target=self._drain, name="kumo-parquet-writer", daemon=True)
+        self._error: BaseException | None = None
 
     def __enter__(self) -> _ParquetSink:
         ev_tmp = self._stack.enter_context(atomic_path(self._targets[0]))
@@ -522,17 +537,38 @@ class _ParquetSink:
             ),
             pq.ParquetWriter(q_tmp, _QUARANTINE_ARROW_SCHEMA, compression=PARQUET_COMPRESSION),
         ]  # fmt: skip
+        self._thread.start()
         return self
 
+    def _drain(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:  # after a failure keep taking items so the producer never blocks
+                try:
+                    self._writers[item[0]].write_table(item[1])
+                except BaseException as exc:  # re-raised in the producer's thread
+                    self._error = exc
+
+    def _put(self, which: int, table: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((which, table))
+
     def write_events(self, frame: pl.DataFrame) -> None:
-        self._writers[0].write_table(frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+        self._put(0, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
 
     def write_quarantine(self, frame: pl.DataFrame) -> None:
-        self._writers[1].write_table(frame.to_arrow().cast(_QUARANTINE_ARROW_SCHEMA))
+        self._put(1, frame.to_arrow().cast(_QUARANTINE_ARROW_SCHEMA))
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
         for w in self._writers:
             w.close()
+        if exc_type is None and self._error is not None:  # the writer thread failed: the files are incomplete
+            exc_type, exc, tb = type(self._error), self._error, self._error.__traceback__
+            self._stack.__exit__(exc_type, exc, tb)
+            raise self._error
         # With an exception the atomic_path contexts delete the temporary files instead of renaming them.
         return bool(self._stack.__exit__(exc_type, exc, tb))
 
@@ -605,20 +641,32 @@ def _dumps(value: object) -> str:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+_THREAD_STATE = threading.local()
+
+
+def _connection(threads: int) -> duckdb.DuckDBPyConnection:
+    """This thread's DuckDB connection for ``threads`` threads: opening a database per file costs ~40 ms."""
+    cons: dict[int, duckdb.DuckDBPyConnection] = _THREAD_STATE.__dict__.setdefault("connections", {})
+    if threads not in cons:
+        con = duckdb.connect(config={"threads": threads})
+        con.execute("SET TimeZone = 'UTC'")
+        cons[threads] = con
+    return cons[threads]
+
+
 class _Reader:
     def __init__(self, *, rel_path: str, stats: KumoFileStats, sink: _MemorySink | _ParquetSink,
                  threads: int | None) -> None:  # fmt: skip
         self.rel_path = rel_path
         self.stats = stats
         self.sink = sink
-        self.con = duckdb.connect(config={"threads": threads or min(2, os.cpu_count() or 1)})
-        self.con.execute("SET TimeZone = 'UTC'")
+        self.con = _connection(threads or min(2, os.cpu_count() or 1))
         self.seen = SeenKeys()
         self._pending: list[pl.DataFrame] = []
         self.days: set[str] = set()
 
     def close(self) -> None:
-        self.con.close()
+        pass  # the connection stays with the thread for its next file
 
     # -- one batch of records (lines, array elements or a document) ------------------------------
     def records(self, table: pa.Table, extra: pl.Series, *, elements: bool = False) -> None:
@@ -634,6 +682,9 @@ class _Reader:
 
         ``extra`` holds the record text of input row ``pos`` (``table.pos`` indexes it).
         """
+        # Several record batches let DuckDB parse them on parallel threads (it keeps their order).
+        if table.num_rows >= 2 * SQL_BATCH_ROWS:
+            table = pa.Table.from_batches(table.to_batches(max_chunksize=SQL_BATCH_ROWS))
         self.con.register("lines", table)
         try:
             out = pl.from_arrow(self.con.sql(_SQL).to_arrow_table())
@@ -641,12 +692,15 @@ class _Reader:
             self.con.unregister("lines")
         q = _Quarantine()
         assert isinstance(out, pl.DataFrame)
-        ok = out.filter(pl.col("reason").is_null())
-        ok = ok.with_columns(extra.gather(ok["pos"]).alias("extra"))
+        # The usual chunk has no bad record: then no filtering copy, and `pos` is 0..n-1.
+        all_ok = out["reason"].null_count() == out.height
+        ok = out if all_ok else out.filter(pl.col("reason").is_null())
+        ok = ok.with_columns(extra if ok.height == len(extra) else extra.gather(ok["pos"]))
+        ok_records = ok.height  # one row per record until recipient arrays fan out
         if ok["rcpt_array"].is_not_null().any():
             ok = _explode_recipients(ok)
         ok = _derive(ok)
-        bad = out.filter(pl.col("reason").is_not_null())
+        bad = out.clear() if all_ok else out.filter(pl.col("reason").is_not_null())
         arrays: list[tuple[int, int, str]] = []
         for line_no, off, rec_index, reason, raw in bad.select(
             "line_no", "byte_offset", "rec_index", "reason", "bad_txt"
@@ -670,7 +724,6 @@ class _Reader:
             elif reason == "bad_timestamp":
                 q.add(line_no, off, "bad_timestamp",
                       where + "neither event_time nor timestamp is a usable time", _text(raw))  # fmt: skip
-        ok_records = ok.select(pl.struct("line_no", "rec_index").n_unique()).item() if ok.height else 0
         self.stats.records_ok += ok_records
         self.stats.fanout += ok.height - ok_records
         self._quarantine(q)
@@ -946,6 +999,18 @@ def _nonempty(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr != "").then(expr)
 
 
+def _domain_of(address: pl.Expr) -> pl.Expr:
+    """``common.domain_of``, with the normalisation run once per distinct domain (a few per chunk)."""
+    raw = pl.when(address.str.contains("@", literal=True)).then(address.str.split("@").list.last())
+    return raw.map_batches(_normalise_distinct, return_dtype=pl.String)
+
+
+def _normalise_distinct(raw: pl.Series) -> pl.Series:
+    distinct = raw.unique().drop_nulls()
+    normalised = pl.select(normalise_domain(pl.lit(distinct))).to_series()
+    return raw.replace_strict(distinct, normalised, default=None, return_dtype=pl.String)
+
+
 def _derive(out: pl.DataFrame) -> pl.DataFrame:
     c = pl.col
     inbound = c("raw_type").is_in(list(INBOUND_TYPES))
@@ -964,8 +1029,8 @@ def _derive(out: pl.DataFrame) -> pl.DataFrame:
     has_colon = colon.struct.field("field_1").is_not_null()
     return out.with_columns(
         event_type=c("raw_type").replace_strict(KUMO_RECORD_TYPES, default="other", return_dtype=pl.String),
-        sender_domain=domain_of(c("sender")),
-        recipient_domain=domain_of(c("recipient")),
+        sender_domain=_domain_of(c("sender")),
+        recipient_domain=_domain_of(c("recipient")),
         _h=event_hash(MTA, _key_text()),
         source_ip=_nonempty(source_ip),
         mx_host=pl.when(~inbound).then(_nonempty(c("peer_name").str.to_lowercase().str.strip_chars_end("."))),
@@ -1018,27 +1083,16 @@ def _run(path: Path, *, rel_path: str, kind: KumoKind | None, include_open: bool
 def _line_mode(pieces: Iterable[bytes], end: _StreamEnd, reader: _Reader, *, chunk_bytes: int,
                open_segment: bool) -> None:  # fmt: skip
     stats = reader.stats
-    held: list[bytes] = []  # decompressed pieces not yet processed
-    held_bytes = 0
     line_no, offset = 1, 0
-    rest = b""
-    for piece in pieces:
-        held.append(piece)
-        held_bytes += len(piece)
-        stats.decompressed_bytes += len(piece)
-        if held_bytes < chunk_bytes or piece.rfind(b"\n") < 0:
-            continue
-        data = b"".join(held)
-        cut = data.rfind(b"\n") + 1
-        n = reader.lines(memoryview(data)[:cut], line_no, offset, unterminated_last=False)
-        line_no, offset = line_no + n, offset + cut
-        rest = data[cut:]
-        held, held_bytes = ([rest], len(rest)) if rest else ([], 0)
-    data = b"".join(held)
-    cut = data.rfind(b"\n") + 1
-    if cut:
-        n = reader.lines(memoryview(data)[:cut], line_no, offset, unterminated_last=False)
-        line_no, offset = line_no + n, offset + cut
+    data, cut = b"", 0
+    # Decompression and chunking run one chunk ahead on their own thread (zstd releases the GIL).
+    with contextlib.closing(_prefetched(_chunks(pieces, chunk_bytes))) as chunks:
+        for data, cut, final in chunks:
+            if cut:
+                n = reader.lines(memoryview(data)[:cut], line_no, offset, unterminated_last=False)
+                line_no, offset = line_no + n, offset + cut
+            if final:
+                stats.decompressed_bytes += offset + len(data) - cut
     tail = data[cut:]
     if open_segment and end.status == "truncated":
         # An open segment ends inside its current frame by nature; that is not damage.
@@ -1059,6 +1113,73 @@ def _line_mode(pieces: Iterable[bytes], end: _StreamEnd, reader: _Reader, *, chu
         return
     if tail:
         reader.lines(memoryview(tail), line_no, offset, unterminated_last=True)
+
+
+def _chunks(pieces: Iterable[bytes], chunk_bytes: int) -> Iterator[tuple[bytes, int, bool]]:
+    """The stream in chunks of about ``chunk_bytes``: ``(data, cut, final)`` where ``data[:cut]`` are whole
+    lines; the rest of a chunk starts the next one, the rest of the ``final`` one is the unterminated tail.
+    """
+    held: list[bytes] = []  # decompressed pieces not yet handed out
+    held_bytes = 0
+    for piece in pieces:
+        held.append(piece)
+        held_bytes += len(piece)
+        if held_bytes < chunk_bytes or piece.rfind(b"\n") < 0:
+            continue
+        data = b"".join(held)
+        cut = data.rfind(b"\n") + 1
+        yield data, cut, False
+        rest = data[cut:]
+        held, held_bytes = ([rest], len(rest)) if rest else ([], 0)
+    data = b"".join(held)
+    yield data, data.rfind(b"\n") + 1, True
+
+
+_T = TypeVar("_T")
+
+
+def _prefetched(items: Iterator[_T], depth: int = 1) -> Iterator[_T]:
+    """``items``, produced on a background thread at most ``depth`` items ahead of the consumer.
+
+    The producer's exceptions are re-raised here; when the consumer stops early the producer is stopped and
+    joined before this generator returns, so nothing it uses (an open file) is touched afterwards.
+    """
+    box: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(kind: str, value: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put((kind, value), timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put("item", item):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            put("error", exc)
+        else:
+            put("end", None)
+
+    thread = threading.Thread(target=produce, name="kumo-decompress", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                assert isinstance(value, BaseException)
+                raise value
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _partial_tail(stats: KumoFileStats, tail: bytes) -> None:
