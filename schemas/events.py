@@ -115,27 +115,19 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
 EVENT_SCHEMA: pl.Schema = pl.Schema({name: dtype for name, (dtype, _doc) in EVENT_COLUMNS.items()})
 
 
-# Columns the per-file raw layer stores dictionary-encoded. They hold few distinct values per batch (the
-# ingests know their codes already), and a Parquet dictionary column written from codes costs a fraction of
-# hashing the strings again. The values are the canonical strings; `conform` casts them back to String.
+# Columns the per-file raw layer stores dictionary-encoded: the ones an ingest derives once per distinct
+# source value, so it holds their codes already, and a Parquet dictionary column written from codes costs a
+# fraction of hashing the strings again (columns passed through as read are written plain: hashing them
+# would cost more than it saves). The values are the canonical strings; `conform` casts them back to String.
 RAW_DICTIONARY_COLUMNS: tuple[str, ...] = (
     "mta",
     "event_type",
     "raw_type",
     "sender_domain",
     "recipient_domain",
-    "pool",
-    "source",
-    "source_ip",
     "mx_host",
     "mx_ip",
     "enhanced_status",
-    "raw_bounce_category",
-    "job_id",
-    "campaign",
-    "tenant",
-    "tls_protocol",
-    "tls_cipher",
     "node",
     "extra",
     "source_file",
