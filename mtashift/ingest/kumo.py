@@ -213,10 +213,14 @@ def ingest_kumo_files(
         return [_ingest_job(j, include_open, chunk_bytes, None) for j in jobs]
     order = sorted(range(len(jobs)), key=lambda i: -_size(jobs[i].path))
     results: list[KumoFileStats | None] = [None] * len(jobs)
+    workers = min(workers, len(jobs))
+    # With files in parallel, more DuckDB threads than cores per file only add switching and page faults
+    # (~15 % more CPU measured at two files on two cores).
+    threads = max(1, (os.cpu_count() or 1) // workers)
     # Threads, not processes: the heavy work (zstd, DuckDB, polars, Parquet) runs in native code without the
     # GIL, and a process pool pays an interpreter start and the imports in every worker.
-    with ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix="kumo-ingest") as ex:
-        futures = {i: ex.submit(_ingest_job, jobs[i], include_open, chunk_bytes, None) for i in order}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kumo-ingest") as ex:
+        futures = {i: ex.submit(_ingest_job, jobs[i], include_open, chunk_bytes, threads) for i in order}
         for i, fut in futures.items():
             results[i] = fut.result()
     return [r for r in results if r is not None]
