@@ -23,7 +23,8 @@ The positional rows are then mapped to the canonical columns (``_map_events``), 
 a usable ``timeLogged`` are quarantined, and event ids are hashed. Fast-path blocks are prepared by two
 worker threads ahead of time and finished strictly in file order (line numbers, repeated-line counters,
 statistics); a block prepared under a header assumption that turned out wrong is redone. The streaming
-entry point feeds the frames to ``sink_parquet`` through a polars IO-source and writes atomically.
+entry point hands the frames to ``RawEventsWriter`` (columns derived from codes stay dictionary-encoded,
+see ``schemas.events.RAW_DICTIONARY_COLUMNS``) and writes atomically.
 
 Line accounting (exact): ``lines_read == rows + quarantined + header_lines + blank_lines +
 continuation_lines`` where a *line* is a ``\\n``-terminated piece of the decompressed file (a last piece
