@@ -479,3 +479,22 @@ def test_pmta_guide_samples() -> None:
     tq = by_line(res["acct-tq-2019-02-08-0000.csv"])[2]
     assert_row(tq, dict(event_type="queue_deferred", recipient_domain=None, mx_host="mx.xn--bcher-kva.de",
                    enhanced_status="4.4.1", source="vmta29"))
+
+
+@pytest.mark.parametrize(
+    ("addresses", "domains"),
+    [
+        # one shared domain (the suffix shortcut) and mixed domains (the general path) agree on every rule
+        (["a@X.example", "b@X.example."], ["x.example", "x.example"]),
+        (["a@X.example", "b@X.example"], ["x.example", "x.example"]),
+        (['"a@b"@x.example', "c@x.example"], ["x.example", "x.example"]),
+        (["c@x.example", '"a@b"@x.example'], ["x.example", "x.example"]),
+        (["a@Bücher.de", "b@Bücher.de"], ["xn--bcher-kva.de", "xn--bcher-kva.de"]),
+        (["a@x.example", "b@y.example", "no-at-sign"], ["x.example", "y.example", None]),
+        (["x@", "y@"], [None, None]),
+        (["a@x.example", None], ["x.example", None]),
+    ],
+)
+def test_domains_shortcut_and_general_path_agree(addresses: list[str | None], domains: list[str | None]) -> None:
+    s = pl.Series(addresses, dtype=pl.String)
+    assert pmta._domains(s, len(s)).cast(pl.String).to_list() == domains
