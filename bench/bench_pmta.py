@@ -8,10 +8,11 @@ vectorised generator. Then, in one run, each in its own subprocess:
       raw CSV into Parquet with the engine we build on;
   (b) ours: ``mtashift.ingest.pmta.ingest_pmta_file`` to canonical events Parquet + quarantine Parquet.
 
-Prints both wall times, the ratio (b)/(a) and the peak RSS of each (ru_maxrss of the child).
+Prints both wall times, the ratio (b)/(a) and the peak RSS of each (ru_maxrss of the child). On a shared
+machine use ``--repeat`` (alternating runs, best of each) and read the CPU ratio next to the wall ratio.
 Targets: ratio <= 1.5, peak RSS <= 1.5 GB.
 
-    .venv/bin/python bench/bench_pmta.py --rows 5000000
+    .venv/bin/python bench/bench_pmta.py --rows 5000000 [--repeat 3]
     .venv/bin/python bench/bench_pmta.py --rows 200000 --keep
 """
 
@@ -235,6 +236,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "pmta")
     ap.add_argument("--keep", action="store_true", help="keep the generated CSV for the next run")
+    ap.add_argument("--repeat", type=int, default=1, help="alternate the two runs N times and keep each one's fastest")
     ap.add_argument("--child", nargs=3, metavar=("MODE", "SRC", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -249,8 +251,15 @@ def main() -> None:
         print(f"generated {src} ({src.stat().st_size / 2**20:.0f} MiB, {args.rows} rows) "
               f"in {time.perf_counter() - t:.1f}s")
     size_mb = src.stat().st_size / 2**20
-    base = _measure("baseline", src, args.out / "baseline.parquet")
-    ours = _measure("ours", src, args.out / "events.parquet")
+    # On a shared machine speed drifts between runs: alternate the two and keep each one's fastest run.
+    runs: dict[str, list[dict]] = {"baseline": [], "ours": []}
+    for _ in range(max(1, args.repeat)):
+        runs["baseline"].append(_measure("baseline", src, args.out / "baseline.parquet"))
+        runs["ours"].append(_measure("ours", src, args.out / "events.parquet"))
+    base, ours = (min(runs[k], key=lambda r: r["seconds"]) for k in ("baseline", "ours"))
+    if args.repeat > 1:
+        print("runs (s): baseline " + " ".join(f"{r['seconds']:.2f}" for r in runs["baseline"])
+              + " | ours " + " ".join(f"{r['seconds']:.2f}" for r in runs["ours"]) + "  (best of each kept)")
     ratio = ours["seconds"] / base["seconds"]
     print(f"input: {size_mb:.0f} MiB, {args.rows} rows ({size_mb * 2**20 / max(args.rows, 1):.0f} bytes/row)")
     print(f"(a) baseline polars scan_csv -> parquet: {base['seconds']:.2f}s  peak RSS {base['peak_rss_mb']:.0f} MiB"
