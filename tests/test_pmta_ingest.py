@@ -10,12 +10,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from mtashift.ingest import pmta
-from mtashift.ingest.common import SeenKeys, event_id_of, idna_domain, normalise_domain, occurrences
+from mtashift.ingest.common import (
+    RawEventsWriter,
+    SeenKeys,
+    constant_categorical,
+    event_id_of,
+    idna_domain,
+    normalise_domain,
+    occurrences,
+)
 from mtashift.ingest.pmta import PmtaFileStats, ingest_pmta_file, parse_pmta_file
-from schemas.events import EVENT_SCHEMA
+from schemas.events import EVENT_SCHEMA, RAW_DICTIONARY_COLUMNS, conform
 from schemas.quarantine import QUARANTINE_SCHEMA, REASONS
 from tests.conftest import samples_dir
 
@@ -498,3 +507,40 @@ def test_pmta_guide_samples() -> None:
 def test_domains_shortcut_and_general_path_agree(addresses: list[str | None], domains: list[str | None]) -> None:
     s = pl.Series(addresses, dtype=pl.String)
     assert pmta._domains(s, len(s)).cast(pl.String).to_list() == domains
+
+
+def test_raw_events_writer_round_trip_and_layout(tmp_path: Path) -> None:
+    batches = [
+        pl.DataFrame({"event_id": ["a", "b"], "extra": ['{"k":"1"}', "{}"], "source_line": [1, 2],
+                      "pool": ["p1", None]}).with_columns(mta=constant_categorical("pmta", 2)),
+        pl.DataFrame({"event_id": ["c"], "extra": ['{"k":"1"}'], "source_line": [3], "pool": ["p2"]}),
+    ]
+    out = tmp_path / "raw.parquet"
+    w = RawEventsWriter(out)
+    for b in batches:
+        w.write(b)
+    w.close()
+    assert pq.read_schema(out).names == list(EVENT_SCHEMA)
+    assert {f.name for f in pq.read_schema(out) if str(f.type).startswith("dictionary")} == set(RAW_DICTIONARY_COLUMNS)
+    back = conform(pl.scan_parquet(out)).collect()
+    assert back.schema == EVENT_SCHEMA
+    assert back.select("event_id", "mta", "extra", "pool", "source_line").rows() == [
+        ("a", "pmta", '{"k":"1"}', "p1", 1), ("b", "pmta", "{}", None, 2), ("c", None, '{"k":"1"}', "p2", 3)]
+
+    empty = tmp_path / "empty.parquet"
+    w = RawEventsWriter(empty)
+    w.close()
+    assert conform(pl.scan_parquet(empty)).collect().schema == EVENT_SCHEMA
+    assert pl.scan_parquet(empty).select(pl.len()).collect().item() == 0
+
+
+def test_raw_events_writer_surfaces_a_failure_of_its_thread(tmp_path: Path) -> None:
+    w = RawEventsWriter(tmp_path / "raw.parquet")
+
+    def broken(table: object) -> None:
+        raise OSError("disk full")
+
+    w._writer.write_table = broken  # type: ignore[method-assign]
+    w.write(pl.DataFrame({"event_id": ["a"]}))
+    with pytest.raises(OSError, match="disk full"):
+        w.close()

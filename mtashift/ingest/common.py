@@ -1,4 +1,4 @@
-"""Helpers shared by the PowerMTA and KumoMTA ingests: domain normalisation and event ids.
+"""Helpers shared by the ingests: domain normalisation, event ids, and the raw (per-file) events writer.
 
 Both ingests must agree on these rules, otherwise the same recipient domain would be spelled two ways in
 the lake, or re-landed content would get new ids.
