@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 
@@ -20,14 +21,17 @@ class EventsDay:
     files: list[str]
 
 
+def scan_raw_files(paths: list[str] | list[Path]) -> pl.LazyFrame:
+    """Canonical rows of raw (per-file) events files. Each file is conformed on its own: raw files store
+    some columns dictionary-encoded (Categorical on read, with each file's own categories), and files
+    written before that store them as strings, so one scan over several files could not agree on a type."""
+    frames = [conform(pl.scan_parquet(p)) for p in paths]
+    return pl.concat(frames, how="vertical") if frames else pl.LazyFrame(schema=EVENT_SCHEMA)
+
+
 def raw_rows_for_day(*, raw_paths: list[str], day: str) -> pl.LazyFrame:
     d = date.fromisoformat(day)
-    # conform each file first: raw files store some columns dictionary-encoded (Categorical on read), and
-    # each file's categories are its own
-    frames = [conform(pl.scan_parquet(p)) for p in raw_paths]
-    if not frames:
-        return pl.LazyFrame(schema=EVENT_SCHEMA)
-    return pl.concat(frames, how="vertical").filter(pl.col("event_time").dt.date() == d)
+    return scan_raw_files(raw_paths).filter(pl.col("event_time").dt.date() == d)
 
 
 def dedupe(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:

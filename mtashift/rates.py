@@ -208,14 +208,9 @@ def history(*, lake: Lake, table: str, schema: pl.Schema | None = None) -> pl.La
 
 def raw_events(*, lake: Lake) -> pl.LazyFrame:
     """Every canonical row of the raw layer (PowerMTA and KumoMTA files; copies not yet removed)."""
-    from schemas.events import EVENT_SCHEMA, conform
+    from mtashift.events import scan_raw_files
 
-    frames = [
-        conform(pl.scan_parquet(lake.raw_dir(kind) / "*.parquet"))
-        for kind in ("pmta", "kumo")
-        if any(lake.raw_dir(kind).glob("*.parquet"))
-    ]
-    return pl.concat(frames) if frames else pl.LazyFrame(schema=EVENT_SCHEMA)
+    return scan_raw_files(sorted(p for kind in ("pmta", "kumo") for p in lake.raw_dir(kind).glob("*.parquet")))
 
 
 # --------------------------------------------------------------------------- checks

@@ -544,3 +544,40 @@ def test_raw_events_writer_surfaces_a_failure_of_its_thread(tmp_path: Path) -> N
     w.write(pl.DataFrame({"event_id": ["a"]}))
     with pytest.raises(OSError, match="disk full"):
         w.close()
+
+
+def test_raw_files_with_and_without_dictionary_columns_read_together(tmp_path: Path) -> None:
+    from mtashift.events import scan_raw_files
+
+    rows = pl.DataFrame({"event_id": ["a", "b"], "mta": ["pmta", "pmta"], "extra": ["{}", '{"k":"v"}']})
+    plain = tmp_path / "plain.parquet"  # a raw file as written before the dictionary layout
+    conform(rows.lazy()).collect().write_parquet(plain)
+    coded = tmp_path / "coded.parquet"
+    w = RawEventsWriter(coded)
+    w.write(rows.with_columns(event_id=pl.lit("c")))
+    w.close()
+    for order in ([plain, coded], [coded, plain]):
+        got = scan_raw_files(order).collect()
+        assert got.schema == EVENT_SCHEMA
+        assert sorted(got.select("event_id", "mta", "extra").rows()) == [
+            ("a", "pmta", "{}"), ("b", "pmta", '{"k":"v"}'), ("c", "pmta", '{"k":"v"}'), ("c", "pmta", "{}")]
+
+
+def test_times_outside_1970_to_2099_are_unusable_not_fatal(tmp_path: Path) -> None:
+    p = tmp_path / "acct.csv"
+    p.write_text(
+        "type,timeLogged,timeQueued,rcpt\n"
+        "d,0001-01-01 00:00:00+0100,,a@b.example\n"  # year 0 once in UTC
+        "d,9999-12-31 23:59:59-1400,,a@b.example\n"  # past year 9999 once in UTC
+        "d,2026-03-01 10:00:00+0000,1969-12-31 23:59:59+0000,c@b.example\n"
+        "d,2100-01-01 00:00:00+0000,,a@b.example\n"
+        "d,2099-12-31 23:59:59+0000,1970-01-01 00:00:00+0000,d@b.example\n"
+    )
+    res = parse(p)
+    assert res.quarantine.select("source_line", "reason").rows() == [
+        (2, "bad_timestamp"), (3, "bad_timestamp"), (5, "bad_timestamp")]
+    rows = by_line(res)
+    assert rows[4]["queued_time"] is None and json.loads(rows[4]["extra"]) == {"timeQueued": "1969-12-31 23:59:59+0000"}
+    assert rows[6]["event_time"] == t(2099, 12, 31, 23, 59, 59) and rows[6]["queued_time"] == t(1970, 1, 1, 0, 0, 0)
+    assert (res.stats.first_event_time, res.stats.last_event_time) == (t(2026, 3, 1, 10, 0, 0), t(2099, 12, 31, 23, 59, 59))
+    assert_reconciles(res.stats)

@@ -22,6 +22,7 @@ Event ids
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from pathlib import Path
@@ -243,8 +244,9 @@ class RawEventsWriter:
         self._writer = pq.ParquetWriter(
             path,
             self.schema,
-            # LZ4: a raw file is written once and read back once per day it touches; zstd would cost a
-            # sixth of the ingest's CPU to save bytes on a layer the day partitions (zstd) supersede
+            # LZ4: a raw file is written once, then read by the day rebuilds and the recipient-domain scan,
+            # both of which decode LZ4 faster too; zstd would cost a sixth of the ingest's CPU for bytes
+            # on a layer the day partitions (zstd) supersede
             compression=RAW_COMPRESSION,
             use_dictionary=[*RAW_DICTIONARY_COLUMNS, "smtp_code"],
             dictionary_pagesize_limit=64 * 2**20,  # a batch's dictionary stays one page, never a dense fallback
@@ -284,5 +286,8 @@ class RawEventsWriter:
             self._queue.put(self.schema.empty_table())
         self._queue.put(None)
         self._thread.join()
+        if self._error is not None:
+            with contextlib.suppress(Exception):  # the first failure is the one worth reporting
+                self._writer.close()
+            raise self._error
         self._writer.close()
-        self._raise()

@@ -443,7 +443,7 @@ def _to_events(
                 pl.concat_str(
                     pl.lit("timeLogged '"),
                     pl.col("_tl_raw"),
-                    pl.lit("' is neither 'YYYY-MM-DD HH:MM:SS+hhmm' nor epoch seconds"),
+                    pl.lit("' is neither 'YYYY-MM-DD HH:MM:SS+hhmm' nor epoch seconds, 1970-2099 UTC"),
                 )
             ),
             _text=pl.col("_text"),
@@ -1162,6 +1162,11 @@ def _times(s: pl.Series | None, n: int) -> pl.Series:
     if miss.any():
         idx = miss.arg_true()
         dt = dt.scatter(idx, _parse_times(s.gather(idx)))
+    # the same window as epoch seconds: a time outside it is no accounting time (and years 1 or 9999 in UTC
+    # could not even become Python datetimes for the file's statistics)
+    us = dt.dt.epoch("us")
+    if us.min() is not None and (us.min() < 0 or us.max() >= EPOCH_MAX * 1_000_000):
+        dt = pl.select(pl.when(pl.lit(us).is_between(0, EPOCH_MAX * 1_000_000, closed="left")).then(pl.lit(dt))).to_series()
     return dt
 
 
