@@ -83,120 +83,92 @@ def _check(
     return _result(outcomes, severity=severity, files=len(files))
 
 
-# ----------------------------------------------------------------------------- events
-
-
-@dg.asset_check(
-    asset="events",
-    blocking=True,
-    description="GX ERROR expectations: schema, allowed values, day bounds, queued<=event, keys, record-type mapping",
-)
-def events_expectations(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-    lk, day = lake.lake(), context.partition_key
-    return _check(
-        lk, files=_files(lk, "events", day), suites=["events", "events_record_mix"], severity="ERROR", day=day
-    )
-
-
-@dg.asset_check(
-    asset="events",
-    blocking=False,
-    description="GX WARN expectations: queued_time and node present, reply codes, share of `other`",
-)
-def events_expectations_warn(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource
-) -> dg.AssetCheckResult:
-    lk, day = lake.lake(), context.partition_key
-    return _check(lk, files=_files(lk, "events", day), suites=["events"], severity="WARN", day=day)
-
-
-@dg.asset_check(
-    asset="events",
-    blocking=False,
-    description="record-type mix per MTA: transient/reception logging on, unknown record types rare",
-)
-def events_record_mix_drift(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource
-) -> dg.AssetCheckResult:
-    lk, day = lake.lake(), context.partition_key
-    return _check(lk, files=_files(lk, "events", day), suites=["events_record_mix"], severity="WARN", day=day)
-
-
-@dg.asset_check(
-    asset="events", blocking=False, description="node clocks agree (activity-profile offsets, reception lag)"
-)
-def events_clock_skew(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-    lk, day = lake.lake(), context.partition_key
-    return _check(lk, files=_files(lk, "events", day), suites=["events_clock"], severity="WARN", day=day)
-
-
 # ----------------------------------------------------------------------------- daily tables
 
 
-@dg.asset_check(asset="bounces", blocking=True, description="GX ERROR expectations of the bounces partition")
-def bounces_expectations(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-    lk, day = lake.lake(), context.partition_key
-    return _check(lk, files=_files(lk, "bounces", day), suites=["bounces"], severity="ERROR", day=day)
+def _daily_check(
+    asset: str, *, name: str, suites: list[str], severity: str, description: str
+) -> dg.AssetChecksDefinition:
+    """A GX check of one day partition of ``asset``; the ERROR ones block downstream, the WARN ones do not."""
+
+    @dg.asset_check(asset=asset, name=name, blocking=severity == "ERROR", description=description)
+    def _day_check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+        lk, day = lake.lake(), context.partition_key
+        return _check(lk, files=_files(lk, asset, day), suites=suites, severity=severity, day=day)
+
+    return _day_check
 
 
-@dg.asset_check(asset="bounces", blocking=False, description="share of failures left unclassified (`other`)")
-def bounces_unclassified_share(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource
-) -> dg.AssetCheckResult:
-    lk, day = lake.lake(), context.partition_key
-    return _check(lk, files=_files(lk, "bounces", day), suites=["bounces"], severity="WARN", day=day)
-
-
-@dg.asset_check(
-    asset="complaints", blocking=True, description="GX ERROR expectations of the complaints partition"
+events_expectations = _daily_check(
+    "events",
+    name="events_expectations",
+    suites=["events", "events_record_mix"],
+    severity="ERROR",
+    description="GX ERROR expectations: schema, allowed values, day bounds, queued<=event, keys, record-type mapping",
 )
-def complaints_expectations(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource
-) -> dg.AssetCheckResult:
-    lk, day = lake.lake(), context.partition_key
-    return _check(lk, files=_files(lk, "complaints", day), suites=["complaints"], severity="ERROR", day=day)
-
-
-@dg.asset_check(
-    asset="complaints", blocking=False, description="complaints come after their matched delivery"
+events_expectations_warn = _daily_check(
+    "events",
+    name="events_expectations_warn",
+    suites=["events"],
+    severity="WARN",
+    description="GX WARN expectations: queued_time and node present, reply codes, share of `other`",
 )
-def complaints_expectations_warn(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource
-) -> dg.AssetCheckResult:
-    lk, day = lake.lake(), context.partition_key
-    return _check(lk, files=_files(lk, "complaints", day), suites=["complaints"], severity="WARN", day=day)
-
-
-@dg.asset_check(
-    asset="provider_rates_daily",
-    blocking=True,
+events_record_mix_drift = _daily_check(
+    "events",
+    name="events_record_mix_drift",
+    suites=["events_record_mix"],
+    severity="WARN",
+    description="record-type mix per MTA: transient/reception logging on, unknown record types rare",
+)
+events_clock_skew = _daily_check(
+    "events",
+    name="events_clock_skew",
+    suites=["events_clock"],
+    severity="WARN",
+    description="node clocks agree (activity-profile offsets, reception lag)",
+)
+bounces_expectations = _daily_check(
+    "bounces",
+    name="bounces_expectations",
+    suites=["bounces"],
+    severity="ERROR",
+    description="GX ERROR expectations of the bounces partition",
+)
+bounces_unclassified_share = _daily_check(
+    "bounces",
+    name="bounces_unclassified_share",
+    suites=["bounces"],
+    severity="WARN",
+    description="share of failures left unclassified (`other`)",
+)
+complaints_expectations = _daily_check(
+    "complaints",
+    name="complaints_expectations",
+    suites=["complaints"],
+    severity="ERROR",
+    description="GX ERROR expectations of the complaints partition",
+)
+complaints_expectations_warn = _daily_check(
+    "complaints",
+    name="complaints_expectations_warn",
+    suites=["complaints"],
+    severity="WARN",
+    description="complaints come after their matched delivery",
+)
+provider_rates_daily_expectations = _daily_check(
+    "provider_rates_daily",
+    name="provider_rates_daily_expectations",
+    suites=["provider_rates_daily"],
+    severity="ERROR",
     description="GX ERROR expectations: rates within [0, 1], counts >= 0, one row per group",
 )
-def provider_rates_daily_expectations(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource
-) -> dg.AssetCheckResult:
-    lk, day = lake.lake(), context.partition_key
-    return _check(
-        lk,
-        files=_files(lk, "provider_rates_daily", day),
-        suites=["provider_rates_daily"],
-        severity="ERROR",
-        day=day,
-    )
-
-
-@dg.asset_check(asset="provider_rates_daily", blocking=False, description="complaint_rate <= 1")
-def provider_rates_daily_expectations_warn(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource
-) -> dg.AssetCheckResult:
-    lk, day = lake.lake(), context.partition_key
-    return _check(
-        lk,
-        files=_files(lk, "provider_rates_daily", day),
-        suites=["provider_rates_daily"],
-        severity="WARN",
-        day=day,
-    )
+provider_rates_daily_expectations_warn = _daily_check(
+    "provider_rates_daily",
+    name="provider_rates_daily_expectations_warn",
+    suites=["provider_rates_daily"],
+    severity="WARN",
+    description="complaint_rate <= 1",
+)
 
 
 # ----------------------------------------------------------------------------- whole tables
