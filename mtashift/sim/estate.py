@@ -11,18 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROVIDERS: tuple[str, ...] = (
-    "google",
-    "yahoo",
-    "microsoft",
-    "office365",
-    "apple",
-    "comcast",
-    "gmx",
-    "orange",
-    "mimecast",
-    "other",
-)
+from mtashift.providers import PROVIDERS
+
 P = {name: i for i, name in enumerate(PROVIDERS)}
 
 # KumoMTA shaping provider block names (provider_name); `other` has none, so the key is omitted.
