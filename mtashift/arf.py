@@ -197,7 +197,8 @@ def decode_kumoref(value: str | None) -> dict | None:
     return obj
 
 
-def _clean_ip(value: str | None) -> str | None:
+def clean_ip(value: str | None) -> str | None:
+    """The IP address in ``value`` (brackets and spaces dropped), normalised; None when it is not one."""
     if not value:
         return None
     try:
@@ -474,7 +475,7 @@ def _parse(data: bytes, *, source_file: str) -> ArfReport:
         reporting_mta_type=rmta_type,
         reporting_mta=rmta,
         reporting_domain=reporting_domain,
-        source_ip=_clean_ip(source_ip_raw),
+        source_ip=clean_ip(source_ip_raw),
         source_ip_raw=source_ip_raw,
         original_mail_from=original_mail_from,
         original_rcpt_to=rcpt_to,

@@ -41,6 +41,7 @@ import polars as pl
 import yaml
 
 from mtashift.arf import (
+    clean_ip,
     decode_kumoref,
     is_redacted,
     normalise_message_id,
@@ -166,17 +167,6 @@ def _trace_meta(trace: dict | None, key: str) -> str | None:
     return None
 
 
-def _valid_ip(value: str | None) -> str | None:
-    import ipaddress
-
-    if not value:
-        return None
-    try:
-        return str(ipaddress.ip_address(value.strip().strip("[]")))
-    except ValueError:
-        return None
-
-
 def _candidate(**kw: Any) -> dict[str, Any]:
     row = dict.fromkeys(CANDIDATE_SCHEMA.names())
     row.update(kw)
@@ -209,7 +199,7 @@ def _pmta_row(ev: dict[str, Any]) -> dict[str, Any]:
         sender=strip_angle(ev.get("sender")) or strip_angle(_s(ex.get("arf_original-mail-from"))),
         reported_domain=(_s(ex.get("reporteddomain")) or _s(ex.get("arf_reported-domain")) or "").lower()
         or None,
-        source_ip=_valid_ip(ev.get("source_ip")) or _valid_ip(_s(ex.get("dlvsourceip"))),
+        source_ip=clean_ip(ev.get("source_ip")) or clean_ip(_s(ex.get("dlvsourceip"))),
         job_id=ev.get("job_id") or _s(ex.get("header_x-job")) or _trace_meta(trace, "job_id"),
         campaign=ev.get("campaign") or _trace_meta(trace, "campaign"),
         tenant=ev.get("tenant") or _trace_meta(trace, "tenant"),
@@ -267,7 +257,7 @@ def _kumo_row(ev: dict[str, Any]) -> dict[str, Any]:
         original_message_id=normalise_message_id(headers.get("message-id")),
         sender=strip_angle(_s(fr.get("original_mail_from"))),
         reported_domain=(str(reported[0]).lower().rstrip(".") if reported else None),
-        source_ip=_valid_ip(_s(fr.get("source_ip"))),
+        source_ip=clean_ip(_s(fr.get("source_ip"))),
         job_id=_trace_meta(trace, "job_id") or headers.get("x-job"),
         campaign=_trace_meta(trace, "campaign"),
         tenant=_trace_meta(trace, "tenant"),
