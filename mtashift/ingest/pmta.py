@@ -1073,9 +1073,23 @@ def _per_value(s: pl.Series, fn: Callable[[pl.Series], pl.Series], coded: _Coded
     """``fn`` (element-wise, null -> null) computed once per distinct value when that is cheaper; as a
     Categorical then, if asked (for output columns stored dictionary-encoded)."""
     c = coded if coded is not None else _coded(s)
+    return _rows(c, fn(s if c is None else c.u), categorical=categorical)
+
+
+def _rows(c: _Coded | None, values: pl.Series, *, categorical: bool = False) -> pl.Series:
+    """Per-row ``values``: as they are when ``c`` is None, else gathered from one value per distinct input."""
     if c is None:
-        return fn(s)
-    return c.categorical(fn(c.u)) if categorical else c.gather(fn(c.u))
+        return values
+    return c.categorical(values) if categorical else c.gather(values)
+
+
+def _split(s: pl.Series, parts: Callable[[pl.Series, str], pl.DataFrame], key: str
+           ) -> tuple[_Coded | None, pl.DataFrame, _Piece]:
+    """``parts`` of a column computed once per distinct value when it repeats (else per row), and its
+    `extra` piece from the ``frag`` column of those parts."""
+    c = _coded(s)
+    p = parts(s if c is None else c.u, key)
+    return c, p, _Piece(rows=p["frag"]) if c is None else _Piece(coded=c, table=p["frag"])
 
 
 def _nulls(n: int, dtype: pl.DataType) -> pl.Series:
@@ -1503,17 +1517,10 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
 
     # dsnMta -> mx_host / mx_ip
     mta = col("dsnMta")
-    mx_ip_dsn = mc = None
+    mx_ip_dsn = None
     if mta is not None:
-        mc = _coded(mta)
-        if mc is None:
-            mp = _mta_parts(mta, key("dsnMta"))
-            pieces[h.first["dsnmta"]] = _Piece(rows=mp["frag"])
-            cols["mx_host"], mx_ip_dsn = mp["host"], mp["ip"]
-        else:
-            mp = _mta_parts(mc.u, key("dsnMta"))
-            pieces[h.first["dsnmta"]] = _Piece(coded=mc, table=mp["frag"])
-            cols["mx_host"], mx_ip_dsn = mc.categorical(mp["host"]), mc.gather(mp["ip"])
+        mc, mp, pieces[h.first["dsnmta"]] = _split(mta, _mta_parts, key("dsnMta"))
+        cols["mx_host"], mx_ip_dsn = _rows(mc, mp["host"], categorical=True), _rows(mc, mp["ip"])
     else:
         cols["mx_host"] = _nulls(n, pl.String)
     dest = col("dlvDestinationIp")
@@ -1522,24 +1529,17 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
             pl.coalesce(pl.lit(mx_ip_dsn), pl.lit(dest))).to_series()
     else:
         mx_ip = mx_ip_dsn if mx_ip_dsn is not None else or_nulls(dest)
-    cols["mx_ip"] = mx_ip if mx_ip is not mx_ip_dsn or mc is None else mc.categorical(mp["ip"])
+    cols["mx_ip"] = _rows(mc, mp["ip"], categorical=True) if mx_ip is mx_ip_dsn and mx_ip is not None else mx_ip
     if dest is not None:
         pieces[h.first["dlvdestinationip"]] = _Piece(
             rows=_masked_frag(key("dlvDestinationIp"), dest, dest.is_not_null() & ~dest.eq_missing(mx_ip)))
 
     # dsnStatus / dsnDiag -> enhanced_status, smtp_code, response
     st = col("dsnStatus")
-    st_enh = sc = None
+    st_enh = None
     if st is not None:
-        sc = _coded(st)
-        if sc is None:
-            sp = _status_parts(st, key("dsnStatus"))
-            pieces[h.first["dsnstatus"]] = _Piece(rows=sp["frag"])
-            st_enh = sp["enh"]
-        else:
-            sp = _status_parts(sc.u, key("dsnStatus"))
-            pieces[h.first["dsnstatus"]] = _Piece(coded=sc, table=sp["frag"])
-            st_enh = sc.gather(sp["enh"])
+        sc, sp, pieces[h.first["dsnstatus"]] = _split(st, _status_parts, key("dsnStatus"))
+        st_enh = _rows(sc, sp["enh"])
     d = col("dsnDiag")
     if d is not None:
         dp, prefix, pc = _diag(d)
@@ -1556,7 +1556,7 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
         enh = or_nulls(st_enh)
         cols["smtp_code"] = _nulls(n, pl.Int16)
         cols["response"] = _nulls(n, pl.String)
-    cols["enhanced_status"] = sc.categorical(sp["enh"]) if enh is st_enh and sc is not None else enh
+    cols["enhanced_status"] = _rows(sc, sp["enh"], categorical=True) if enh is st_enh and enh is not None else enh
     cols["raw_bounce_category"] = or_nulls(bc)
 
     job = col("jobId")
