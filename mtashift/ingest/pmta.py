@@ -1179,7 +1179,8 @@ def _times(s: pl.Series | None, n: int) -> pl.Series:
     # the same window as epoch seconds: a time outside it is no accounting time (and years 1 or 9999 in UTC
     # could not even become Python datetimes for the file's statistics)
     us = dt.dt.epoch("us")
-    if us.min() is not None and (us.min() < 0 or us.max() >= EPOCH_MAX * 1_000_000):
+    lo = us.min()
+    if lo is not None and (lo < 0 or us.max() >= EPOCH_MAX * 1_000_000):
         dt = pl.select(pl.when(pl.lit(us).is_between(0, EPOCH_MAX * 1_000_000, closed="left")).then(pl.lit(dt))).to_series()
     return dt
 
@@ -1459,36 +1460,23 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
         expired_cat = _per_value(
             bc, lambda u: _ev(u, pl.col("v").str.strip_chars().str.to_lowercase() == "message-expired")
         ).fill_null(False)
-    if tc is not None:  # the usual case: every rule is applied once per distinct type value
-        raw_u = _ev(tc.u, pl.when(pl.col("v").str.strip_chars() != "").then(pl.col("v").str.strip_chars()))
-        lower_u = raw_u.str.to_lowercase()
-        event_u = lower_u.replace_strict(PMTA_RECORD_TYPES, default="other", return_dtype=pl.String)
-        is_r = tc.gather(lower_u == "r").fill_null(False)
-        expired = None
-        if expired_cat is not None:
-            expired = tc.gather(lower_u == "b").fill_null(False) & expired_cat
-        if expired is not None and expired.any():
-            # a second table of types, `b` -> `expired`, indexed past the first
-            table = pl.concat(
-                [event_u, _ev(event_u, pl.when(lower_u == "b").then(pl.lit("expired")).otherwise(pl.col("v")))])
-            codes = (tc.codes + expired.cast(pl.UInt32) * len(event_u)).rename("codes")
-            cols["event_type"] = table.cast(raw_categorical()).gather(codes)
-        else:
-            cols["event_type"] = tc.categorical(event_u)
-        cols["raw_type"] = tc.categorical(raw_u)
-    else:
-        raw_type = _nulls(n, pl.String) if t is None else _ev(
-            t, pl.when(pl.col("v").str.strip_chars() != "").then(pl.col("v").str.strip_chars()))
-        lower_type = raw_type.str.to_lowercase()
-        event_type = lower_type.replace_strict(PMTA_RECORD_TYPES, default="other", return_dtype=pl.String)
-        is_r = (lower_type == "r").fill_null(False)
-        if expired_cat is not None:
-            expired = (lower_type == "b").fill_null(False) & expired_cat
-            if expired.any():
-                event_type = pl.select(
-                    pl.when(pl.lit(expired)).then(pl.lit("expired")).otherwise(pl.lit(event_type))).to_series()
-        cols["event_type"] = event_type
-        cols["raw_type"] = raw_type
+    # every rule is applied once per distinct type value (per row only if the column hardly repeats)
+    src = tc.u if tc is not None else (t if t is not None else _nulls(n, pl.String))
+    raw_u = _ev(src, pl.when(pl.col("v").str.strip_chars() != "").then(pl.col("v").str.strip_chars()))
+    lower_u = raw_u.str.to_lowercase()
+    event_u = lower_u.replace_strict(PMTA_RECORD_TYPES, default="other", return_dtype=pl.String)
+    is_r = _rows(tc, lower_u == "r").fill_null(False)
+    expired = None if expired_cat is None else _rows(tc, lower_u == "b").fill_null(False) & expired_cat
+    if expired is None or not expired.any():
+        cols["event_type"] = _rows(tc, event_u, categorical=True)
+    elif tc is None:
+        cols["event_type"] = pl.select(pl.when(pl.lit(expired)).then(pl.lit("expired")).otherwise(pl.lit(event_u))).to_series()
+    else:  # a second table of types, `b` -> `expired`, indexed past the first
+        table = pl.concat(
+            [event_u, _ev(event_u, pl.when(lower_u == "b").then(pl.lit("expired")).otherwise(pl.col("v")))])
+        codes = (tc.codes + expired.cast(pl.UInt32) * len(event_u)).rename("codes")
+        cols["event_type"] = table.cast(raw_categorical()).gather(codes)
+    cols["raw_type"] = _rows(tc, raw_u, categorical=True)
     any_r = bool(is_r.any())
 
     cols["event_time"] = _times(col("timeLogged"), n)
