@@ -24,3 +24,13 @@ def samples_dir(name: str) -> Path:
     if not p.exists():
         pytest.skip(f"reference samples not available: {p}")
     return p
+
+
+def raw_file_layout(path: Path) -> tuple[dict[str, str], set[str]]:
+    """Codec per column (first row group) and the columns with min/max statistics of a raw events file."""
+    import pyarrow.parquet as pq
+
+    rg = pq.ParquetFile(path).metadata.row_group(0)
+    cols = [rg.column(i) for i in range(rg.num_columns)]
+    return {c.path_in_schema: c.compression for c in cols}, {
+        c.path_in_schema for c in cols if c.statistics is not None and c.statistics.has_min_max}

@@ -33,7 +33,7 @@ from mtashift.ingest.kumo import (
 from schemas.events import EVENT_SCHEMA
 from schemas.quarantine import QUARANTINE_SCHEMA, REASONS
 
-from .conftest import samples_dir
+from .conftest import raw_file_layout, samples_dir
 
 # --------------------------------------------------------------------------------------------------
 # fixtures
@@ -805,6 +805,10 @@ def test_ingest_writes_parquet_atomically_and_identically(tmp_path: Path) -> Non
         outs.append((e.read_bytes(), q.read_bytes()))
         assert (stats.events, stats.quarantined) == (2, 1)
         assert pl.read_parquet(e).schema == EVENT_SCHEMA
+        codecs, with_stats = raw_file_layout(e)  # the raw layer's layout, as the PowerMTA ingest writes it
+        assert (codecs.pop("event_id"), codecs.pop("extra")) == ("UNCOMPRESSED", "ZSTD")
+        assert set(codecs.values()) == {"LZ4"}
+        assert with_stats == {"event_time", "source_line"}
         assert pl.read_parquet(q).select("source_line", "reason").rows() == [(2, "invalid_json")]
         assert sorted(x.name for x in e.parent.iterdir()) == ["e.parquet", "q.parquet"]  # no temp files left
     assert outs[0] == outs[1]

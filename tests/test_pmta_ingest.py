@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import shutil
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from mtashift.ingest.common import (
 from mtashift.ingest.pmta import PmtaFileStats, ingest_pmta_file, parse_pmta_file
 from schemas.events import EVENT_SCHEMA, RAW_DICTIONARY_COLUMNS, conform
 from schemas.quarantine import QUARANTINE_SCHEMA, REASONS
-from tests.conftest import samples_dir
+from tests.conftest import raw_file_layout, samples_dir
 
 FIX = Path(__file__).parent / "fixtures" / "pmta"
 DEFAULT = FIX / "acct-2026-03-01-0000.csv"
@@ -323,6 +325,36 @@ def test_overlong_line_is_quarantined_and_skipped(tmp_path: Path, monkeypatch: p
     assert_reconciles(res.stats)
 
 
+def _blocks_of(path: Path, size: int, *, plain: bool) -> list[object]:
+    out: list[object] = []
+    with open(path, "rb") as fh:
+        if not (plain and pmta._read_plain_blocks(fh, size, out.append, threading.Event())):
+            pmta._read_blocks(fh, size, out.append, threading.Event())
+    return [b if isinstance(b, bytes) else (b.head, b.length, b.terminated) for b in out]
+
+
+@pytest.mark.parametrize("probe", [64, 1000, 4096])
+def test_plain_file_reader_cuts_the_same_blocks_as_the_generic_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, probe: int
+) -> None:
+    """The pread reader must hand over exactly the generic reader's blocks: long lines, lines ending at a
+    block's nominal end, files without a final newline, probes shorter and longer than MAX_LINE_BYTES."""
+    monkeypatch.setattr(pmta, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(pmta, "QUARANTINE_TEXT_MAX", 8)
+    monkeypatch.setattr(pmta, "PROBE_BYTES", probe)
+    rng = random.Random(probe)
+    p = tmp_path / "acct.csv"
+    fallbacks = 0
+    for _ in range(300):
+        lines = [b"x" * rng.choice([0, 1, 5, 63, 64, 65, 300, 999, 1000, 1001, 2500]) for _ in range(rng.randint(0, 25))]
+        p.write_bytes(b"\n".join(lines) + rng.choice([b"", b"\n", b"\r\n"]))
+        size = rng.choice([1, 2, 10, 64, 100, 4096])
+        generic = _blocks_of(p, size, plain=False)
+        assert _blocks_of(p, size, plain=True) == generic, (size, [len(x) for x in lines])
+        fallbacks += any(isinstance(b, tuple) for b in generic)
+    assert fallbacks > 10  # the over-long-line hand-over was exercised
+
+
 def test_utf8_bom_is_not_part_of_the_header(tmp_path: Path) -> None:
     p = tmp_path / "acct.csv"
     p.write_bytes(b"\xef\xbb\xbf" + CUSTOM.read_bytes())
@@ -512,7 +544,8 @@ def test_domains_shortcut_and_general_path_agree(addresses: list[str | None], do
 def test_raw_events_writer_round_trip_and_layout(tmp_path: Path) -> None:
     batches = [
         pl.DataFrame({"event_id": ["a", "b"], "extra": ['{"k":"1"}', "{}"], "source_line": [1, 2],
-                      "pool": ["p1", None]}).with_columns(mta=constant_categorical("pmta", 2)),
+                      "pool": ["p1", None], "event_time": [datetime(2026, 3, 1, tzinfo=UTC)] * 2}
+                     ).with_columns(mta=constant_categorical("pmta", 2)),
         pl.DataFrame({"event_id": ["c"], "extra": ['{"k":"1"}'], "source_line": [3], "pool": ["p2"]}),
     ]
     out = tmp_path / "raw.parquet"
@@ -522,6 +555,10 @@ def test_raw_events_writer_round_trip_and_layout(tmp_path: Path) -> None:
     w.close()
     assert pq.read_schema(out).names == list(EVENT_SCHEMA)
     assert {f.name for f in pq.read_schema(out) if str(f.type).startswith("dictionary")} == set(RAW_DICTIONARY_COLUMNS)
+    codecs, with_stats = raw_file_layout(out)
+    assert (codecs.pop("event_id"), codecs.pop("extra")) == ("UNCOMPRESSED", "ZSTD")
+    assert set(codecs.values()) == {"LZ4"}
+    assert with_stats == {"event_time", "source_line"}
     back = conform(pl.scan_parquet(out)).collect()
     assert back.schema == EVENT_SCHEMA
     assert back.select("event_id", "mta", "extra", "pool", "source_line").rows() == [

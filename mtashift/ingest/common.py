@@ -190,6 +190,18 @@ def occurrences(keys: np.ndarray, seen: SeenKeys) -> np.ndarray:
 
 
 RAW_COMPRESSION = "lz4"
+RAW_STATISTICS = ["event_time", "source_line"]  # nothing reads a raw file by any other column's range
+
+
+def raw_compression(columns: list[str]) -> dict[str, object]:
+    """Parquet writer options for the codecs of a raw events file.
+
+    LZ4 for most columns; none for the hex ``event_id``, which does not compress (LZ4 saves ~4 % of its
+    bytes for a quarter of the file's compression time); zstd at its fast level -1 for ``extra``, where the
+    long JSON text (the whole record, for KumoMTA) compresses as fast as with LZ4 and a quarter smaller.
+    """
+    codecs = {c: "none" if c == "event_id" else "zstd" if c == "extra" else RAW_COMPRESSION for c in columns}
+    return {"compression": codecs, "compression_level": {c: -1 for c, codec in codecs.items() if codec == "zstd"}}
 
 
 def raw_categorical() -> pl.Categorical:
@@ -247,10 +259,10 @@ class RawEventsWriter:
             # LZ4: a raw file is written once, then read by the day rebuilds and the recipient-domain scan,
             # both of which decode LZ4 faster too; zstd would cost a sixth of the ingest's CPU for bytes
             # on a layer the day partitions (zstd) supersede
-            compression=RAW_COMPRESSION,
+            **raw_compression(self.schema.names),
             use_dictionary=[*RAW_DICTIONARY_COLUMNS, "smtp_code"],
             dictionary_pagesize_limit=64 * 2**20,  # a batch's dictionary stays one page, never a dense fallback
-            write_statistics=["event_time", "source_line"],
+            write_statistics=RAW_STATISTICS,
         )
         # Parquet encoding releases the GIL: on its own thread it overlaps with the parsing of the next batch.
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=pending)

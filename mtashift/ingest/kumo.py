@@ -46,7 +46,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from mtashift.ingest.common import SeenKeys, event_hash, event_id_of, hash_key, normalise_domain, occurrences
+from mtashift.ingest.common import (
+    RAW_STATISTICS,
+    SeenKeys,
+    event_hash,
+    event_id_of,
+    hash_key,
+    normalise_domain,
+    occurrences,
+    raw_compression,
+)
 from mtashift.lake import PARQUET_COMPRESSION, atomic_path
 from schemas.events import EVENT_SCHEMA, KUMO_RECORD_TYPES
 from schemas.quarantine import QUARANTINE_SCHEMA
@@ -483,7 +492,6 @@ _UNIQUE_COLUMNS = frozenset(
     {"event_id", "extra", "message_id", "recipient", "event_time", "queued_time", "source_line", "size_bytes"}
 )
 # Arrow with string views, polars' own layout: no conversion copy before the Parquet writer.
-_NO_STATISTICS = frozenset({"event_id", "extra", "message_id", "response"})
 _EVENT_ARROW_SCHEMA = pl.DataFrame(schema=EVENT_SCHEMA).to_arrow(compat_level=pl.CompatLevel.newest()).schema
 _QUARANTINE_ARROW_SCHEMA = pl.DataFrame(schema=QUARANTINE_SCHEMA).to_arrow().schema
 
@@ -531,13 +539,13 @@ class _ParquetSink:
     def __enter__(self) -> _ParquetSink:
         ev_tmp = self._stack.enter_context(atomic_path(self._targets[0]))
         q_tmp = self._stack.enter_context(atomic_path(self._targets[1]))
-        # Dictionary encoding only where values repeat, and no min/max statistics for long near-unique text:
-        # both cost time for nothing there; zstd level 1 is faster than the default for the same size here.
+        # The raw layer's layout (as the PowerMTA ingest writes it): LZ4, statistics for the time and line
+        # only; dictionary encoding only where values repeat, since it costs time for nothing elsewhere.
         self._writers = [
             pq.ParquetWriter(
-                ev_tmp, _EVENT_ARROW_SCHEMA, compression=PARQUET_COMPRESSION, compression_level=1,
+                ev_tmp, _EVENT_ARROW_SCHEMA, **raw_compression(_EVENT_COLS),
                 use_dictionary=[c for c in _EVENT_COLS if c not in _UNIQUE_COLUMNS],
-                write_statistics=[c for c in _EVENT_COLS if c not in _NO_STATISTICS],
+                write_statistics=RAW_STATISTICS,
             ),
             pq.ParquetWriter(q_tmp, _QUARANTINE_ARROW_SCHEMA, compression=PARQUET_COMPRESSION),
         ]  # fmt: skip

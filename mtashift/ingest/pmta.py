@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import queue
 import re
 import threading
@@ -79,6 +80,7 @@ UTC = UTC_TS
 SOURCE_KIND = "pmta"
 CHUNK_BYTES = 24 * 2**20  # below glibc's 32 MiB mmap ceiling: freed blocks are reused, not faulted in afresh
 MAX_RECORD_LINES = 64  # a quoted field may continue over at most this many further physical lines
+PROBE_BYTES = 64 * 1024  # how far past a block's nominal end the plain-file reader looks for its line end
 MAX_LINE_BYTES = 16 * 2**20  # a longer line is quarantined (only its first QUARANTINE_TEXT_MAX chars kept)
 QUARANTINE_TEXT_MAX = 64 * 1024
 LEAF_LINES = 256
@@ -321,6 +323,33 @@ def _read_blocks(fh: BinaryIO, size: int, put: Callable[[bytes | _StreamError | 
         held = block
 
 
+def _read_plain_blocks(fh: BinaryIO, size: int, put: Callable[[bytes | _StreamError | _LongLine], None],
+                       stop: threading.Event) -> bool:
+    """The blocks of :func:`_read_blocks` from a plain file, each read by one ``pread`` of exactly its bytes.
+
+    A small probe finds the line end after ``size`` bytes first, so the kernel copies each block once with
+    the GIL released; appending the rest of the last line to a 24 MiB block would copy it again while
+    holding the GIL, which stalls every other thread of the ingest. Returns False, with ``fh`` at the first
+    byte not handed over, when a line runs past the probe: the generic reader takes over there.
+    """
+    fd, off = fh.fileno(), fh.tell()
+    reach = min(PROBE_BYTES, MAX_LINE_BYTES)  # never past where the generic reader would call a line too long
+    while not stop.is_set():
+        probe = os.pread(fd, reach, off + size - 1)
+        nl = probe.find(b"\n")
+        if nl < 0 and len(probe) == reach:
+            fh.seek(off)
+            return False
+        end = off + size - 1 + (nl + 1 if nl >= 0 else len(probe))
+        block = os.pread(fd, end - off, off)
+        if block:
+            put(block)
+        if nl < 0 or len(block) < end - off:  # the file's end
+            return True
+        off = end
+    return True
+
+
 def _blocks(path: Path, size: int) -> Iterator[bytes | _StreamError | _LongLine]:
     """Decompressed blocks, read ahead by one thread (file reads and inflating release the GIL)."""
     q: queue.Queue[bytes | _StreamError | _LongLine | None] = queue.Queue(maxsize=2)
@@ -329,7 +358,9 @@ def _blocks(path: Path, size: int) -> Iterator[bytes | _StreamError | _LongLine]
     def produce() -> None:
         try:
             with _open(path) as fh:
-                _read_blocks(fh, size, q.put, stop)
+                plain = isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO) and fh.seekable()
+                if not (plain and _read_plain_blocks(fh, size, q.put, stop)):
+                    _read_blocks(fh, size, q.put, stop)
         except (EOFError, OSError, zlib.error) as exc:
             q.put(_StreamError(f"{type(exc).__name__}: {exc}"))
         finally:
@@ -1149,13 +1180,25 @@ def _split_times(s: pl.Series) -> pl.Series | None:
     """The usual timestamps parsed as a naive `YYYY-MM-DD HH:MM:SS` plus a per-value offset suffix, which
     polars does several times faster than one `%z` parse. Rows it cannot read are null (the caller parses
     them the slow way); None when the offsets are too varied to be worth it."""
-    oc = _coded(s.str.slice(19))
-    if oc is None:
-        return None
+    first = s.drop_nulls().head(1)
+    suffix = first.str.slice(19).item() if len(first) else ""
+    if suffix and s.null_count() == 0 and (s.str.len_bytes() == 19 + len(suffix.encode())).all() \
+            and s.str.ends_with(suffix).all():
+        # one offset in the whole batch (the usual case): no per-row coding of the suffix
+        oc = _Coded(pl.Series([suffix]), pl.Series(values=[0], dtype=pl.UInt32).extend_constant(0, len(s) - 1), 0)
+    else:
+        oc = _coded(s.str.slice(19))
+        if oc is None:
+            return None
     # the offset as the UTC epoch of 1970-01-01 00:00:00 at that offset: the same %z parser decides
     offset = _ev(oc.u, pl.concat_str(pl.lit("1970-01-01 00:00:00"), pl.col("v")).str.to_datetime(
         TIME_FORMAT, strict=False, time_unit="us", cache=False).dt.epoch("us"))
     base = s.str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False, time_unit="us", cache=False)
+    if oc.constant:
+        o = offset.item()
+        if o is None:
+            return _nulls(len(s), UTC)
+        return (base.dt.epoch("us") + o).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     frame = pl.DataFrame({"b": base, "o": oc.gather(offset)})
     return frame.select(
         pl.from_epoch(pl.col("b").dt.epoch("us") + pl.col("o"), time_unit="us").dt.replace_time_zone("UTC")
@@ -1392,31 +1435,39 @@ def _extra(pieces: list[_Piece], n: int) -> pl.Series:
 def _combo_table(run: list[_Piece], n: int) -> tuple[pl.Series, pl.Series] | None:
     """The concatenated fragments of several coded pieces once per distinct combination of their values
     (null where none has a fragment), and each row's combination; None when the codes cannot be combined."""
-    terms: list[pl.Expr] = []
+    key = np.zeros(n, dtype=np.int64)
     strides = []
     stride = 1
     for p in run:
         k = len(p.coded.u) + 1
         if stride * k >= MAX_COMBO:
             return None
-        if not p.coded.constant:
-            terms.append(pl.lit(p.coded.codes).fill_null(k - 1).cast(pl.Int64) * stride)
+        if p.coded.constant:  # always value 0: no digit of the combined code
+            strides.append(0)
+            continue
+        key += p.coded.codes.fill_null(k - 1).to_numpy() * np.int64(stride)
         strides.append(stride)
         stride *= k
-    ks = pl.select(pl.sum_horizontal(terms) if terms else pl.repeat(0, n, dtype=pl.Int64)).to_series()
-    combos_s = ks.unique()
-    inverse = ks.replace_strict(
-        combos_s, pl.int_range(len(combos_s), eager=True, dtype=pl.UInt32), return_dtype=pl.UInt32)
-    combos = combos_s.to_numpy()
+    if stride <= max(1 << 20, 8 * n):
+        # few possible combinations: a dense table numbers the ones present without sorting or hashing
+        present = np.zeros(stride, dtype=bool)
+        present[key] = True
+        combos = np.flatnonzero(present)
+        number = np.empty(stride, dtype=np.uint32)
+        number[combos] = np.arange(len(combos), dtype=np.uint32)
+        inverse = number[key]
+    else:
+        combos, inverse = np.unique(key, return_inverse=True)
     parts = []
     for p, st in zip(run, strides, strict=True):
         k = len(p.coded.u) + 1
-        idx = pl.Series(((combos // st) % k).astype(np.uint32))  # numpy-typed already: no conversion pass
+        digit = (combos // st) % k if st else np.zeros(len(combos), dtype=np.int64)
+        idx = pl.Series(digit.astype(np.uint32))  # numpy-typed already: no conversion pass
         table = p.table.extend_constant(None, 1)  # the extra slot: a null value has no fragment
         parts.append(table.gather(idx).rename(f"t{len(parts)}"))
     merged = pl.DataFrame(parts).select(pl.concat_str(pl.all(), ignore_nulls=True)).to_series()
     merged = _ev(merged, pl.when(pl.col("v") != "").then(pl.col("v")))
-    return merged, inverse
+    return merged, pl.Series(inverse.astype(np.uint32, copy=False))
 
 
 def _combine(run: list[_Piece], n: int) -> pl.Series:
