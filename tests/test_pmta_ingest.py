@@ -11,6 +11,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -22,6 +23,7 @@ from mtashift.ingest.common import (
     constant_categorical,
     event_id_of,
     idna_domain,
+    newline_positions,
     normalise_domain,
     occurrences,
 )
@@ -325,6 +327,15 @@ def test_overlong_line_is_quarantined_and_skipped(tmp_path: Path, monkeypatch: p
     assert_reconciles(res.stats)
 
 
+@pytest.mark.parametrize("step", [1, 3, 8, 1 << 18])
+def test_newline_positions_across_piece_boundaries(step: int) -> None:
+    data = b"\nab\n\ncdefg\r\nh\n" + b"x" * 9 + b"\n"
+    arr = np.frombuffer(data, dtype=np.uint8)
+    assert newline_positions(arr, step=step).tolist() == [0, 3, 4, 11, 13, 23]
+    assert newline_positions(arr[:0], step=step).tolist() == []
+    assert newline_positions(arr[1:3], step=step).tolist() == []
+
+
 def _blocks_of(path: Path, size: int, *, plain: bool) -> list[object]:
     out: list[object] = []
     with open(path, "rb") as fh:
@@ -397,7 +408,6 @@ def test_repeated_lines_stay_distinct_events(tmp_path: Path) -> None:
 
 
 def test_occurrences_across_batches() -> None:
-    import numpy as np
 
     seen = SeenKeys()
     assert occurrences(np.array([5, 3, 5, 7], dtype=np.uint64), seen).tolist() == [1, 1, 2, 1]

@@ -52,6 +52,7 @@ from mtashift.ingest.common import (
     event_hash,
     event_id_of,
     hash_key,
+    newline_positions,
     normalise_domain,
     occurrences,
     raw_compression,
@@ -816,7 +817,7 @@ class _Reader:
         if not len(buf):
             return 0
         arr = np.frombuffer(buf, dtype=np.uint8)
-        nl = np.flatnonzero(arr == 10)
+        nl = newline_positions(arr)
         n = len(nl) + (1 if unterminated_last else 0)
         starts = np.empty(n + 1, dtype=np.int64)
         starts[0] = 0

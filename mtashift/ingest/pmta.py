@@ -65,6 +65,7 @@ from mtashift.ingest.common import (
     constant_categorical,
     event_hash,
     hash_key,
+    newline_positions,
     normalise_domain,
     occurrences,
     raw_categorical,
@@ -1010,7 +1011,7 @@ def _read_lines(data: bytes) -> tuple[pl.Series, np.ndarray | None]:
 
 def _line_starts(data: bytes, n: int) -> np.ndarray:
     """Byte offset of the start of each of the first ``n`` lines of ``data``."""
-    nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    nl = newline_positions(np.frombuffer(data, dtype=np.uint8))
     return np.r_[0, nl + 1][:n]
 
 
