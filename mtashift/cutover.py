@@ -1337,19 +1337,19 @@ def evaluate_pool(
             and _provider_selected(r["provider"], rule.get("providers", "any"), majors)
         ]
 
+    selections = [(rule, selected(rule)) for rule in rules]
     family = [
         (id(r), float(r["p_value"]))
-        for rule in rules
+        for rule, sel in selections
         if rule["kind"] in ("significant_rise", "significant_drop")
-        for r in selected(rule)
+        for r in sel
         if _judged(r)
     ]
     family = list(dict(family).items())  # a row judged by two rules is one test
     method = str((policy.get("statistics") or {}).get("multiple_testing", "holm"))
     adjusted = _adjusted_p_values(family, method)
-    for rule in rules:
+    for rule, sel in selections:
         kind = rule["kind"]
-        sel = selected(rule)
         if kind in ("significant_rise", "significant_drop"):
             drop = kind == "significant_drop"
             for r in sel:

@@ -19,7 +19,7 @@ import pytest
 import zstandard
 
 from mtashift.ingest import kumo
-from mtashift.ingest.common import event_id_of
+from mtashift.ingest.common import event_id_of, prefetched
 from mtashift.ingest.kumo import (
     KumoFileJob,
     KumoFileStats,
@@ -944,11 +944,11 @@ def test_prefetched_passes_items_and_errors_and_stops_its_producer() -> None:
         finally:
             finished.append(True)
 
-    assert list(kumo._prefetched(numbers(None))) == list(range(100))
+    assert list(prefetched(numbers(None))) == list(range(100))
     with pytest.raises(ValueError, match="bad item 3"):
-        list(kumo._prefetched(numbers(3)))
+        list(prefetched(numbers(3)))
     produced.clear()
-    with contextlib.closing(kumo._prefetched(numbers(None), depth=1)) as items:
+    with contextlib.closing(prefetched(numbers(None), depth=1)) as items:
         assert [next(items), next(items)] == [0, 1]
     # closed early: the producer stopped a few items ahead and was joined
     assert len(produced) <= 4 and finished == [True, True, True]

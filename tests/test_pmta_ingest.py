@@ -7,7 +7,7 @@ import gzip
 import json
 import random
 import shutil
-import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -339,9 +339,32 @@ def test_newline_positions_across_piece_boundaries(step: int) -> None:
 def _blocks_of(path: Path, size: int, *, plain: bool) -> list[object]:
     out: list[object] = []
     with open(path, "rb") as fh:
-        if not (plain and pmta._read_plain_blocks(fh, size, out.append, threading.Event())):
-            pmta._read_blocks(fh, size, out.append, threading.Event())
+        finished = False
+        if plain:
+            blocks = pmta._read_plain_blocks(fh, size)
+            while True:
+                try:
+                    out.append(next(blocks))
+                except StopIteration as end:  # its value: False when the generic reader must take over
+                    finished = end.value
+                    break
+        if not finished:
+            out.extend(pmta._read_blocks(fh, size))
     return [b if isinstance(b, bytes) else (b.head, b.length, b.terminated) for b in out]
+
+
+def test_a_reader_failure_is_raised_not_taken_for_the_end_of_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(fh: object, size: int) -> Iterator[bytes]:
+        yield b"type,timeLogged,rcpt\n"
+        raise RuntimeError("reader bug")
+
+    monkeypatch.setattr(pmta, "_read_plain_blocks", broken)
+    p = tmp_path / "acct.csv"
+    p.write_text("type,timeLogged,rcpt\nd,2026-03-01 10:00:00+0000,a@b.example\n")
+    with pytest.raises(RuntimeError, match="reader bug"):
+        parse(p)
 
 
 @pytest.mark.parametrize("probe", [64, 1000, 4096])

@@ -25,7 +25,10 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import idna
 import numpy as np
@@ -252,6 +255,97 @@ def raw_arrow_schema() -> pa.Schema:
     )
 
 
+_T = TypeVar("_T")
+
+
+def prefetched(items: Iterator[_T], *, depth: int = 1, name: str = "prefetch") -> Iterator[_T]:
+    """``items``, produced on a background thread at most ``depth`` items ahead of the consumer (file reads,
+    zlib and zstd release the GIL, so reading overlaps with parsing).
+
+    The producer's exceptions are re-raised here. When the consumer stops early, the producer stops, closes
+    ``items`` in its own thread and is joined before this generator returns, so nothing it uses (an open
+    file) is touched afterwards.
+    """
+    box: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(kind: str, value: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put((kind, value), timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put("item", item):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            put("error", exc)
+        else:
+            put("end", None)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                assert isinstance(value, BaseException)
+                raise value
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
+
+
+class WriterThread:
+    """Runs write calls in order on a thread of its own, at most ``pending`` of them waiting: Parquet encoding
+    releases the GIL, so it overlaps with the parsing of the next batch.
+
+    The first failure is re-raised in the caller's thread by :meth:`check` (and so by :meth:`put`); the calls
+    after it are skipped, so the caller never blocks on a queue nobody empties.
+    """
+
+    def __init__(self, *, pending: int, name: str) -> None:
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=pending)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (call := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    call()
+                except BaseException as exc:  # re-raised in the caller's thread
+                    self.error = exc
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, call: Callable[[], object]) -> None:
+        self.check()
+        self._queue.put(call)
+
+    def join(self) -> BaseException | None:
+        """Wait until every call has run; the first failure, if any (returned, not raised)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        return self.error
+
+
 class RawEventsWriter:
     """Streams event batches into one raw Parquet file (a row group per batch), encoding on its own thread.
 
@@ -274,42 +368,25 @@ class RawEventsWriter:
             dictionary_pagesize_limit=64 * 2**20,  # a batch's dictionary stays one page, never a dense fallback
             write_statistics=RAW_STATISTICS,
         )
-        # Parquet encoding releases the GIL: on its own thread it overlaps with the parsing of the next batch.
-        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=pending)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="raw-events-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (table := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self._writer.write_table(table)
-                except BaseException as exc:  # re-raised in the caller's thread
-                    self._error = exc
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
+        self._thread = WriterThread(pending=pending, name="raw-events-writer")
 
     def write(self, frame: pl.DataFrame) -> None:
-        self._raise()
+        self._thread.check()
         if not len(frame):
             return
         table = to_raw(frame).to_arrow()
         if not table.schema.equals(self.schema):
             table = table.cast(self.schema)
-        self._queue.put(table)
+        self._thread.put(partial(self._writer.write_table, table))
         self.rows += len(frame)
 
     def close(self) -> None:
         """Finish the file (an empty file still has the schema); raises what the writer thread met."""
         if not self.rows:
-            self._queue.put(self.schema.empty_table())
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
+            self._thread.put(partial(self._writer.write_table, self.schema.empty_table()))
+        error = self._thread.join()
+        if error is not None:
             with contextlib.suppress(Exception):  # the first failure is the one worth reporting
                 self._writer.close()
-            raise self._error
+            raise error
         self._writer.close()

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import re
 import stat
 import threading
@@ -35,8 +34,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import IO, Literal, TypeVar
+from typing import IO, Literal
 
 import duckdb
 import numpy as np
@@ -49,12 +49,14 @@ import zstandard
 from mtashift.ingest.common import (
     RAW_STATISTICS,
     SeenKeys,
+    WriterThread,
     event_hash,
     event_id_of,
     hash_key,
     newline_positions,
     normalise_domain,
     occurrences,
+    prefetched,
     raw_compression,
 )
 from mtashift.lake import PARQUET_COMPRESSION, atomic_path
@@ -533,9 +535,7 @@ class _ParquetSink:
         self._targets = (events_out, quarantine_out)
         self._stack = contextlib.ExitStack()
         self._writers: list[pq.ParquetWriter] = []
-        self._queue: queue.Queue[tuple[int, pa.Table] | None] = queue.Queue(maxsize=PENDING_WRITES)
-        self._thread = threading.Thread(target=self._drain, name="kumo-parquet-writer", daemon=True)
-        self._error: BaseException | None = None
+        self._thread: WriterThread | None = None
 
     def __enter__(self) -> _ParquetSink:
         ev_tmp = self._stack.enter_context(atomic_path(self._targets[0]))
@@ -550,38 +550,25 @@ class _ParquetSink:
             ),
             pq.ParquetWriter(q_tmp, _QUARANTINE_ARROW_SCHEMA, compression=PARQUET_COMPRESSION),
         ]  # fmt: skip
-        self._thread.start()
+        self._thread = WriterThread(pending=PENDING_WRITES, name="kumo-parquet-writer")
         return self
 
-    def _drain(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is None:  # after a failure keep taking items so the producer never blocks
-                try:
-                    self._writers[item[0]].write_table(item[1])
-                except BaseException as exc:  # re-raised in the producer's thread
-                    self._error = exc
-
-    def _put(self, which: int, table: pa.Table) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put((which, table))
-
     def write_events(self, frame: pl.DataFrame) -> None:
-        self._put(0, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+        table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+        self._thread.put(partial(self._writers[0].write_table, table))
 
     def write_quarantine(self, frame: pl.DataFrame) -> None:
-        self._put(1, frame.to_arrow().cast(_QUARANTINE_ARROW_SCHEMA))
+        table = frame.to_arrow().cast(_QUARANTINE_ARROW_SCHEMA)
+        self._thread.put(partial(self._writers[1].write_table, table))
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        error = self._thread.join() if self._thread is not None else None
         for w in self._writers:
             w.close()
-        if exc_type is None and self._error is not None:  # the writer thread failed: the files are incomplete
-            exc_type, exc, tb = type(self._error), self._error, self._error.__traceback__
+        if exc_type is None and error is not None:  # the writer thread failed: the files are incomplete
+            exc_type, exc, tb = type(error), error, error.__traceback__
             self._stack.__exit__(exc_type, exc, tb)
-            raise self._error
+            raise error
         # With an exception the atomic_path contexts delete the temporary files instead of renaming them.
         return bool(self._stack.__exit__(exc_type, exc, tb))
 
@@ -1099,7 +1086,7 @@ def _line_mode(pieces: Iterable[bytes], end: _StreamEnd, reader: _Reader, *, chu
     line_no, offset = 1, 0
     data, cut = b"", 0
     # Decompression and chunking run one chunk ahead on their own thread (zstd releases the GIL).
-    with contextlib.closing(_prefetched(_chunks(pieces, chunk_bytes))) as chunks:
+    with contextlib.closing(prefetched(_chunks(pieces, chunk_bytes), name="kumo-decompress")) as chunks:
         for data, cut, final in chunks:
             if cut:
                 n = reader.lines(memoryview(data)[:cut], line_no, offset, unterminated_last=False)
@@ -1146,53 +1133,6 @@ def _chunks(pieces: Iterable[bytes], chunk_bytes: int) -> Iterator[tuple[bytes, 
         held, held_bytes = ([rest], len(rest)) if rest else ([], 0)
     data = b"".join(held)
     yield data, data.rfind(b"\n") + 1, True
-
-
-_T = TypeVar("_T")
-
-
-def _prefetched(items: Iterator[_T], depth: int = 1) -> Iterator[_T]:
-    """``items``, produced on a background thread at most ``depth`` items ahead of the consumer.
-
-    The producer's exceptions are re-raised here; when the consumer stops early the producer is stopped and
-    joined before this generator returns, so nothing it uses (an open file) is touched afterwards.
-    """
-    box: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(kind: str, value: object) -> bool:
-        while not stop.is_set():
-            try:
-                box.put((kind, value), timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put("item", item):
-                    return
-        except BaseException as exc:  # handed to the consumer
-            put("error", exc)
-        else:
-            put("end", None)
-
-    thread = threading.Thread(target=produce, name="kumo-decompress", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = box.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                assert isinstance(value, BaseException)
-                raise value
-            yield value  # type: ignore[misc]
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _partial_tail(stats: KumoFileStats, tail: bytes) -> None:

@@ -42,12 +42,10 @@ import contextlib
 import csv
 import io
 import os
-import queue
 import re
-import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,6 +66,7 @@ from mtashift.ingest.common import (
     newline_positions,
     normalise_domain,
     occurrences,
+    prefetched,
     raw_categorical,
     to_raw,
     with_occurrence,
@@ -279,15 +278,14 @@ def _open(path: Path) -> BinaryIO:
     return fh
 
 
-def _read_blocks(fh: BinaryIO, size: int, put: Callable[[bytes | _StreamError | _LongLine], None],
-                 stop: threading.Event) -> None:
+def _read_blocks(fh: BinaryIO, size: int) -> Iterator[bytes | _StreamError | _LongLine]:
     """Blocks of about ``size`` bytes that end on a line end (only the file's last block may not).
 
     Each block is handed over one read late: when the stream then turns out to be damaged, the unfinished
     last line of the previous block goes with the stream error instead of being parsed as a record.
     """
     held: bytes | None = None
-    while not stop.is_set():
+    while True:
         block = fh.read(size)
         if not block:
             error = getattr(getattr(fh, "raw", None), "error", None)
@@ -296,9 +294,9 @@ def _read_blocks(fh: BinaryIO, size: int, put: Callable[[bytes | _StreamError | 
                 cut = held.rfind(b"\n") + 1
                 held, partial = held[:cut], held[cut:]
             if held:
-                put(held)
+                yield held
             if error:
-                put(_StreamError(error, partial))
+                yield _StreamError(error, partial)
             return
         if not block.endswith(b"\n"):
             tail = fh.readline(MAX_LINE_BYTES)
@@ -306,26 +304,25 @@ def _read_blocks(fh: BinaryIO, size: int, put: Callable[[bytes | _StreamError | 
                 block += tail  # the one copy of a block, made here in the reader thread
             else:  # an over-long line: hand over the complete lines, then the line's summary
                 if held is not None:
-                    put(held)
+                    yield held
                     held = None
                 cut = block.rfind(b"\n") + 1
                 if cut:
-                    put(block[:cut])
+                    yield block[:cut]
                 start = block[cut:] + tail
                 length, more = len(start), tail
                 while more and not more.endswith(b"\n"):
                     more = fh.readline(MAX_LINE_BYTES)
                     length += len(more)
                 terminated = more.endswith(b"\n")
-                put(_LongLine(start[:QUARANTINE_TEXT_MAX], length - (1 if terminated else 0), terminated))
+                yield _LongLine(start[:QUARANTINE_TEXT_MAX], length - (1 if terminated else 0), terminated)
                 continue
         if held is not None:
-            put(held)
+            yield held
         held = block
 
 
-def _read_plain_blocks(fh: BinaryIO, size: int, put: Callable[[bytes | _StreamError | _LongLine], None],
-                       stop: threading.Event) -> bool:
+def _read_plain_blocks(fh: BinaryIO, size: int) -> Generator[bytes, None, bool]:
     """The blocks of :func:`_read_blocks` from a plain file, each read by one ``pread`` of exactly its bytes.
 
     A small probe finds the line end after ``size`` bytes first, so the kernel copies each block once with
@@ -335,7 +332,7 @@ def _read_plain_blocks(fh: BinaryIO, size: int, put: Callable[[bytes | _StreamEr
     """
     fd, off = fh.fileno(), fh.tell()
     reach = min(PROBE_BYTES, MAX_LINE_BYTES)  # never past where the generic reader would call a line too long
-    while not stop.is_set():
+    while True:
         probe = os.pread(fd, reach, off + size - 1)
         nl = probe.find(b"\n")
         if nl < 0 and len(probe) == reach:
@@ -344,40 +341,27 @@ def _read_plain_blocks(fh: BinaryIO, size: int, put: Callable[[bytes | _StreamEr
         end = off + size - 1 + (nl + 1 if nl >= 0 else len(probe))
         block = os.pread(fd, end - off, off)
         if block:
-            put(block)
+            yield block
         if nl < 0 or len(block) < end - off:  # the file's end
             return True
         off = end
-    return True
 
 
 def _blocks(path: Path, size: int) -> Iterator[bytes | _StreamError | _LongLine]:
     """Decompressed blocks, read ahead by one thread (file reads and inflating release the GIL)."""
-    q: queue.Queue[bytes | _StreamError | _LongLine | None] = queue.Queue(maxsize=2)
-    stop = threading.Event()
+    return prefetched(_block_stream(path, size), depth=2, name="pmta-reader")
 
-    def produce() -> None:
-        try:
-            with _open(path) as fh:
-                plain = isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO) and fh.seekable()
-                if not (plain and _read_plain_blocks(fh, size, q.put, stop)):
-                    _read_blocks(fh, size, q.put, stop)
-        except (EOFError, OSError, zlib.error) as exc:
-            q.put(_StreamError(f"{type(exc).__name__}: {exc}"))
-        finally:
-            q.put(None)
 
-    t = threading.Thread(target=produce, name="pmta-reader", daemon=True)
-    t.start()
+def _block_stream(path: Path, size: int) -> Iterator[bytes | _StreamError | _LongLine]:
     try:
-        while (item := q.get()) is not None:
-            yield item
-    finally:
-        stop.set()
-        while t.is_alive():
-            with contextlib.suppress(queue.Empty):
-                q.get(timeout=0.1)
-        t.join()
+        with _open(path) as fh:
+            if isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO) and fh.seekable():
+                finished = yield from _read_plain_blocks(fh, size)
+                if finished:
+                    return
+            yield from _read_blocks(fh, size)
+    except (EOFError, OSError, zlib.error) as exc:
+        yield _StreamError(f"{type(exc).__name__}: {exc}")
 
 
 def _fast_parse(
@@ -572,13 +556,15 @@ class _Reader:
         numbers, occurrence counts, counters). A batch whose assumption did not hold, or that the fast
         path refused, is redone on the careful path.
         """
-        items = _blocks(self.path, self.chunk_bytes)
         ahead: deque[tuple[bytes | _StreamError | _LongLine, Future | None, _Header | None]] = deque()
         spec = self.header
         file_start = True
         exhausted = False
         carry = b""  # lines of a possibly multi-line record, held back until the next block
-        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="pmta-batch") as pool:
+        with (
+            contextlib.closing(_blocks(self.path, self.chunk_bytes)) as items,
+            ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="pmta-batch") as pool,
+        ):
 
             def fill() -> None:
                 nonlocal spec, file_start, exhausted
@@ -1183,19 +1169,20 @@ def _split_times(s: pl.Series) -> pl.Series | None:
     them the slow way); None when the offsets are too varied to be worth it."""
     first = s.drop_nulls().head(1)
     suffix = first.str.slice(19).item() if len(first) else ""
+    oc = None
     if suffix and s.null_count() == 0 and (s.str.len_bytes() == 19 + len(suffix.encode())).all() \
             and s.str.ends_with(suffix).all():
-        # one offset in the whole batch (the usual case): no per-row coding of the suffix
-        oc = _Coded(pl.Series([suffix]), pl.Series(values=[0], dtype=pl.UInt32).extend_constant(0, len(s) - 1), 0)
+        suffixes = pl.Series([suffix])  # one offset in the whole batch (the usual case): nothing to code
     else:
         oc = _coded(s.str.slice(19))
         if oc is None:
             return None
+        suffixes = oc.u
     # the offset as the UTC epoch of 1970-01-01 00:00:00 at that offset: the same %z parser decides
-    offset = _ev(oc.u, pl.concat_str(pl.lit("1970-01-01 00:00:00"), pl.col("v")).str.to_datetime(
+    offset = _ev(suffixes, pl.concat_str(pl.lit("1970-01-01 00:00:00"), pl.col("v")).str.to_datetime(
         TIME_FORMAT, strict=False, time_unit="us", cache=False).dt.epoch("us"))
     base = s.str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False, time_unit="us", cache=False)
-    if oc.constant:
+    if oc is None or oc.constant:
         o = offset.item()
         if o is None:
             return _nulls(len(s), UTC)

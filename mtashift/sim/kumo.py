@@ -466,12 +466,11 @@ class Renderer:
         return orjson.dumps(rec).decode("utf-8") + "\n"
 
 
-
-def _inbound_tail(reply: object, nodeid: str) -> dict:
+def _inbound_tail(reply: E.Reply, nodeid: str) -> dict:
     """The fields after the times of a record KumoMTA writes for inbound traffic (Rejection, OOB), in struct order."""
     return {
         "num_attempts": 0,
-        "bounce_classification": reply.kumo_cat,  # type: ignore[attr-defined]
+        "bounce_classification": reply.kumo_cat,
         "egress_pool": None,
         "egress_source": None,
         "source_address": None,
@@ -482,6 +481,7 @@ def _inbound_tail(reply: object, nodeid: str) -> dict:
         "reception_protocol": "ESMTP",
         "nodeid": nodeid,
     }
+
 
 def _response(reply: E.Reply, rcpt: str, ip: str, domain: str, sdomain: str, command: bool = True) -> dict:
     text = (
