@@ -213,6 +213,32 @@ def test_dsn_diag_keeps_exactly_what_rebuilds_it(tmp_path: Path, case: tuple) ->
     assert rebuild_diag(row) == diag
 
 
+def _extra_pairs(row: dict) -> list[tuple[str, str]]:
+    """`extra` as its key/value pairs in order, duplicates kept (json.loads would drop them silently)."""
+    return json.loads(row["extra"], object_pairs_hook=list)
+
+
+def test_a_column_named_like_a_derived_key_keeps_both_values(tmp_path: Path) -> None:
+    p = tmp_path / "acct-derived.csv"
+    p.write_text(
+        "type,timeLogged,rcpt,dsnStatus,dsnDiag,dsnDiagPrefix,dsnStatusText\n"
+        "d,2026-03-01 10:00:00+0000,a@b.example,2.0.0 (success),smtp;250 ok,theirs,also theirs\n"
+    )
+    row = parse(p).events.row(0, named=True)
+    assert (row["smtp_code"], row["enhanced_status"], row["response"]) == (250, "2.0.0", "ok")
+    assert _extra_pairs(row) == [
+        ("dsnStatusText#2", "success"), ("dsnDiagPrefix#2", "smtp;250 "),
+        ("dsnDiagPrefix", "theirs"), ("dsnStatusText", "also theirs"),
+    ]
+
+
+def test_repeated_names_never_share_a_key_with_a_column(tmp_path: Path) -> None:
+    p = tmp_path / "acct-repeats.csv"
+    p.write_text("type,timeLogged,rcpt,x,x,x#2,X\nd,2026-03-01 10:00:00+0000,a@b.example,1,2,3,4\n")
+    row = parse(p).events.row(0, named=True)
+    assert _extra_pairs(row) == [("x", "1"), ("x#3", "2"), ("x#2", "3"), ("X#4", "4")]
+
+
 ALL_TYPES_ROWS = {
     2: dict(event_type="received", raw_type="r", pool="pool-main", source=None, source_ip=None,
             message_id="<m1@news.example.com>", job_id="job-1",

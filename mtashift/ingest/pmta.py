@@ -49,6 +49,7 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -170,16 +171,29 @@ class _Header:
         for i, raw in enumerate(fields):
             name = raw.strip().lstrip("\ufeff").strip()
             names.append(name or f"_col{i + 1}")
-        keys, first, seen = [], {}, {}
+        first: dict[str, int] = {}
+        for i, name in enumerate(names):
+            first.setdefault(name.lower(), i)
+        # a repeated name takes the next `#n` no column is named and no earlier repeat took (`x,x,x#2` gives
+        # `x`, `x#3`, `x#2`): `extra` must never hold one key twice
+        keys: list[str] = []
+        taken = {names[i] for i in first.values()}
+        seen: dict[str, int] = {}
         for i, name in enumerate(names):
             low = name.lower()
-            seen[low] = seen.get(low, 0) + 1
-            if seen[low] == 1:
-                first[low] = i
+            if first[low] == i:
                 keys.append(name)
-            else:
-                keys.append(f"{name}#{seen[low]}")
+                continue
+            keys.append(_free_key(name, taken, start=seen.get(low, 1) + 1))
+            seen[low] = int(keys[-1].rsplit("#", 1)[1])
+            taken.add(keys[-1])
         return cls(tuple(names), tuple(keys), first)
+
+    def derived_key(self, name: str, suffix: str) -> str:
+        """The `extra` key of a value derived from column ``name`` (its key + ``suffix``, e.g.
+        `dsnDiagPrefix`), suffixed `#n` like a repeated name when a column of the file already uses it."""
+        base = self.keys[self.first[name.lower()]] + suffix
+        return base if base not in self.keys else _free_key(base, set(self.keys), start=2)
 
     def col(self, name: str) -> pl.Expr:
         pos = self.first.get(name.lower())
@@ -187,6 +201,13 @@ class _Header:
 
     def has(self, name: str) -> bool:
         return name.lower() in self.first
+
+
+def _free_key(name: str, taken: set[str], *, start: int) -> str:
+    n = start
+    while f"{name}#{n}" in taken:
+        n += 1
+    return f"{name}#{n}"
 
 
 def _same_header(a: _Header | None, b: _Header | None) -> bool:
@@ -1239,8 +1260,9 @@ def _domains(addr: pl.Series | None, n: int) -> pl.Series:
     return _per_value(dom, _normalise_domains, categorical=True)
 
 
-def _status_parts(u: pl.Series, key: str) -> pl.DataFrame:
-    """dsnStatus -> enhanced status, and the `extra` fragment: its text, or the raw value if irregular."""
+def _status_parts(u: pl.Series, key: str, *, text_key: str) -> pl.DataFrame:
+    """dsnStatus -> enhanced status, and the `extra` fragment: its text (under ``text_key``), or the raw value
+    if irregular."""
     f = u.rename("v").to_frame().with_columns(
         enh=pl.col("v").str.extract(rf"^\s*({ENHANCED})"),
         text=pl.col("v").str.extract(rf"^\s*{ENHANCED} \((.*)\)$"),
@@ -1250,7 +1272,7 @@ def _status_parts(u: pl.Series, key: str) -> pl.DataFrame:
         text_ok=exact & pl.col("text").is_not_null(),
         plain=pl.col("v").eq_missing(pl.col("enh")),
     )
-    text_frag = _frag(f"{key}Text", f["text"])
+    text_frag = _frag(text_key, f["text"])
     raw_frag = _frag(key, f["v"])
     frag = pl.select(
         pl.when(pl.lit(f["text_ok"])).then(pl.lit(text_frag)).when(~pl.lit(f["plain"])).then(pl.lit(raw_frag))
@@ -1313,8 +1335,8 @@ def _diag(d: pl.Series) -> tuple[pl.DataFrame, pl.Series, _Coded | None]:
     return frame, prefix, c
 
 
-def _diag_piece(d: pl.Series, dp: pl.DataFrame, prefix: pl.Series, pc: _Coded | None, enh: pl.Series,
-                key: str) -> _Piece:
+def _diag_piece(d: pl.Series, dp: pl.DataFrame, prefix: pl.Series, pc: _Coded | None, enh: pl.Series, *,
+                key: str, prefix_key: str) -> _Piece:
     """What `extra` keeps of dsnDiag: nothing when it is exactly `smtp;<code> <enh> <response>`, else its
     prefix (`dsnDiagPrefix`, the diag being prefix + response), else — no response — the raw value."""
     has_resp = dp["resp"].is_not_null()
@@ -1323,8 +1345,8 @@ def _diag_piece(d: pl.Series, dp: pl.DataFrame, prefix: pl.Series, pc: _Coded | 
     raw = d.is_not_null() & ~rebuilt & ~prefixed
     if pc is not None and not raw.any():
         codes = pl.select(pl.when(pl.lit(prefixed)).then(pl.lit(pc.codes))).to_series()
-        return _Piece(coded=_Coded(pc.u, codes, int((~prefixed).sum())), table=_frag(f"{key}Prefix", pc.u))
-    pre = _masked_frag(f"{key}Prefix", prefix, prefixed)
+        return _Piece(coded=_Coded(pc.u, codes, int((~prefixed).sum())), table=_frag(prefix_key, pc.u))
+    pre = _masked_frag(prefix_key, prefix, prefixed)
     whole = _masked_frag(key, d, raw)
     if pre is None or whole is None:
         return _Piece(rows=pre if whole is None else whole)
@@ -1565,7 +1587,8 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
     st = col("dsnStatus")
     st_enh = None
     if st is not None:
-        sc, sp, pieces[h.first["dsnstatus"]] = _split(st, _status_parts, key("dsnStatus"))
+        parts = partial(_status_parts, text_key=h.derived_key("dsnStatus", "Text"))
+        sc, sp, pieces[h.first["dsnstatus"]] = _split(st, parts, key("dsnStatus"))
         st_enh = _rows(sc, sp["enh"])
     d = col("dsnDiag")
     if d is not None:
@@ -1578,7 +1601,8 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
             enh = pl.select(pl.coalesce(pl.lit(st_enh), pl.lit(dp["enh"]))).to_series()
         cols["smtp_code"] = dp["code"]
         cols["response"] = dp["resp"]
-        pieces[h.first["dsndiag"]] = _diag_piece(d, dp, prefix, pc, enh, key("dsnDiag"))
+        pieces[h.first["dsndiag"]] = _diag_piece(
+            d, dp, prefix, pc, enh, key=key("dsnDiag"), prefix_key=h.derived_key("dsnDiag", "Prefix"))
     else:
         enh = or_nulls(st_enh)
         cols["smtp_code"] = _nulls(n, pl.Int16)
