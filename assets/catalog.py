@@ -1,6 +1,5 @@
 """The analysts' DuckDB catalog: views over every table in the lake."""
 
-
 import dagster as dg
 
 from mtashift import catalog as duck_catalog

@@ -1,6 +1,5 @@
 """Landing files -> raw layer (per file), and raw layer -> canonical events (per UTC day)."""
 
-
 import dagster as dg
 import polars as pl
 
@@ -46,7 +45,10 @@ def _ingest_kind(
             "days_touched": dg.MetadataValue.json(manifest.days_touched(batch)),
             "unknown_files": dg.MetadataValue.json(unknown),
             "batch": dg.MetadataValue.md(
-                batch.select("path", "status", "rows", "quarantined", "duplicates").head(50).to_pandas().to_markdown()
+                batch.select("path", "status", "rows", "quarantined", "duplicates")
+                .head(50)
+                .to_pandas()
+                .to_markdown()
                 if batch.height
                 else "no new or changed files"
             ),
@@ -55,13 +57,17 @@ def _ingest_kind(
 
 
 @dg.asset(group_name="ingest", tags={"cadence": "landing"}, kinds={"polars", "parquet"})
-def pmta_files(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource) -> dg.MaterializeResult:
+def pmta_files(
+    context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource
+) -> dg.MaterializeResult:
     """One raw Parquet per PowerMTA accounting file (canonical rows), plus quarantine and manifest rows."""
     return _ingest_kind(context, kind="pmta", lake=lake, landing_dir=landing)
 
 
 @dg.asset(group_name="ingest", tags={"cadence": "landing"}, kinds={"polars", "parquet"})
-def kumo_files(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource) -> dg.MaterializeResult:
+def kumo_files(
+    context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource
+) -> dg.MaterializeResult:
     """One raw Parquet per KumoMTA log segment / JSONL / webhook capture (canonical rows), plus quarantine."""
     return _ingest_kind(context, kind="kumo", lake=lake, landing_dir=landing)
 
@@ -86,12 +92,18 @@ def _file_reconciliation(lk: Lake, kind: str) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=pmta_files, blocking=True, description="lines read = rows + quarantined + other lines, per file")
+@dg.asset_check(
+    asset=pmta_files, blocking=True, description="lines read = rows + quarantined + other lines, per file"
+)
 def pmta_files_reconcile(lake: LakeResource) -> dg.AssetCheckResult:
     return _file_reconciliation(lake.lake(), "pmta")
 
 
-@dg.asset_check(asset=kumo_files, blocking=True, description="records read = rows + quarantined + duplicates + other, per file")
+@dg.asset_check(
+    asset=kumo_files,
+    blocking=True,
+    description="records read = rows + quarantined + duplicates + other, per file",
+)
 def kumo_files_reconcile(lake: LakeResource) -> dg.AssetCheckResult:
     return _file_reconciliation(lake.lake(), "kumo")
 
@@ -124,8 +136,10 @@ def events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
             "files": len(built.files),
             "by_type": dg.MetadataValue.md(counts.to_pandas().to_markdown() if counts.height else "empty"),
             "preview": dg.MetadataValue.md(
-                built.events.head(5).select("event_time", "mta", "event_type", "recipient_domain", "pool", "smtp_code")
-                .to_pandas().to_markdown()
+                built.events.head(5)
+                .select("event_time", "mta", "event_type", "recipient_domain", "pool", "smtp_code")
+                .to_pandas()
+                .to_markdown()
                 if built.events.height
                 else "empty"
             ),
@@ -133,20 +147,25 @@ def events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     )
 
 
-@dg.asset_check(asset=events, blocking=True, description="partition rows + duplicates removed = raw rows of the day")
+@dg.asset_check(
+    asset=events, blocking=True, description="partition rows + duplicates removed = raw rows of the day"
+)
 def events_reconcile(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     day = context.partition_key
     lk = lake.lake()
     part = lk.partition_dir("events", day)
     rows = pl.scan_parquet(part / "*.parquet").select(pl.len()).collect().item() if part.exists() else 0
     dup_dir = lk.partition_dir("event_duplicates", day)
-    dups = (
-        int(pl.read_parquet(dup_dir / "*.parquet")["duplicates"].sum() or 0) if dup_dir.exists() else 0
-    )
+    dups = int(pl.read_parquet(dup_dir / "*.parquet")["duplicates"].sum() or 0) if dup_dir.exists() else 0
     files = manifest.loaded_files_for_day(lk, day)
     from mtashift.events import raw_rows_for_day
 
-    raw = raw_rows_for_day(raw_paths=[str(lk.root / p) for p in files["raw_path"]], day=day).select(pl.len()).collect().item()
+    raw = (
+        raw_rows_for_day(raw_paths=[str(lk.root / p) for p in files["raw_path"]], day=day)
+        .select(pl.len())
+        .collect()
+        .item()
+    )
     return dg.AssetCheckResult(
         passed=rows + dups == raw,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -162,13 +181,17 @@ def events_contract(context: dg.AssetCheckExecutionContext, lake: LakeResource) 
         return dg.AssetCheckResult(passed=True, metadata={"note": "no partition"})
     lf = pl.scan_parquet(part / "*.parquet")
     schema_ok = lf.collect_schema() == EVENT_SCHEMA
-    stats = lf.select(
-        pl.len().alias("rows"),
-        pl.col("event_id").n_unique().alias("unique_ids"),
-        (~pl.col("event_type").is_in(list(EVENT_TYPES))).fill_null(True).sum().alias("bad_event_type"),
-        (~pl.col("mta").is_in(list(MTAS))).fill_null(True).sum().alias("bad_mta"),
-        pl.col("event_time").is_null().sum().alias("null_event_time"),
-    ).collect().row(0, named=True)
+    stats = (
+        lf.select(
+            pl.len().alias("rows"),
+            pl.col("event_id").n_unique().alias("unique_ids"),
+            (~pl.col("event_type").is_in(list(EVENT_TYPES))).fill_null(True).sum().alias("bad_event_type"),
+            (~pl.col("mta").is_in(list(MTAS))).fill_null(True).sum().alias("bad_mta"),
+            pl.col("event_time").is_null().sum().alias("null_event_time"),
+        )
+        .collect()
+        .row(0, named=True)
+    )
     passed = (
         schema_ok
         and stats["rows"] == stats["unique_ids"]

@@ -34,7 +34,31 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-HEADER = ["type", "timeLogged", "timeQueued", "orig", "rcpt", "orcpt", "dsnAction", "dsnStatus", "dsnDiag", "dsnMta", "bounceCat", "srcType", "srcMta", "dlvType", "dlvSourceIp", "dlvDestinationIp", "dlvEsmtpAvailable", "dlvSize", "vmta", "jobId", "envId", "queue", "vmtaPool"]
+HEADER = [
+    "type",
+    "timeLogged",
+    "timeQueued",
+    "orig",
+    "rcpt",
+    "orcpt",
+    "dsnAction",
+    "dsnStatus",
+    "dsnDiag",
+    "dsnMta",
+    "bounceCat",
+    "srcType",
+    "srcMta",
+    "dlvType",
+    "dlvSourceIp",
+    "dlvDestinationIp",
+    "dlvEsmtpAvailable",
+    "dlvSize",
+    "vmta",
+    "jobId",
+    "envId",
+    "queue",
+    "vmtaPool",
+]
 
 T0 = 1_793_491_200  # 2026-11-01T00:00:00Z
 
@@ -61,15 +85,29 @@ D_DIAGS = [
     "smtp;250 Requested mail action okay, completed: id={tag}",
 ]
 T_DIAGS = [
-    ("4.7.0 (other or undefined security status)",
-     "smtp;421 4.7.0 [TSS04] Messages from 203.0.113.{k} temporarily deferred due to unexpected volume or user complaints", "policy-related"),
-    ("4.2.2 (mailbox full)", "smtp;452 4.2.2 The email account that you tried to reach is over quota. {tag} - gsmtp", "quota-issues"),
+    (
+        "4.7.0 (other or undefined security status)",
+        "smtp;421 4.7.0 [TSS04] Messages from 203.0.113.{k} temporarily deferred due to unexpected volume or user complaints",
+        "policy-related",
+    ),
+    (
+        "4.2.2 (mailbox full)",
+        "smtp;452 4.2.2 The email account that you tried to reach is over quota. {tag} - gsmtp",
+        "quota-issues",
+    ),
     ("4.4.1 (no answer from host)", "smtp;421 4.4.1 Connection timed out", "no-answer-from-host"),
-    ("4.7.1 (delivery not authorized)", "smtp;451 4.7.1 Greylisted, please try again in 300 seconds", "policy-related"),
+    (
+        "4.7.1 (delivery not authorized)",
+        "smtp;451 4.7.1 Greylisted, please try again in 300 seconds",
+        "policy-related",
+    ),
 ]
 B_DIAGS = [
-    ("5.1.1 (bad destination mailbox address)",
-     "smtp;550 5.1.1 The email account that you tried to reach does not exist. {tag} - gsmtp", "bad-mailbox"),
+    (
+        "5.1.1 (bad destination mailbox address)",
+        "smtp;550 5.1.1 The email account that you tried to reach does not exist. {tag} - gsmtp",
+        "bad-mailbox",
+    ),
     ("5.7.1 (delivery not authorized)", "smtp;554 5.7.1 Denied - Spam Suspected - {tag}", "spam-related"),
     ("4.4.7 (delivery time expired)", "smtp;421 4.4.7 Message expired after 72 hours", "message-expired"),
     ("5.2.2 (mailbox full)", "smtp;552 5.2.2 Mailbox full: user{k} quota exceeded", "quota-issues"),
@@ -129,7 +167,9 @@ def generate_batch(rng: np.random.Generator, start: int, n: int, total: int) -> 
                     parts.append(pl.lit(rest[:a]))
                 b = rest.index("}", a)
                 name = rest[a + 1 : b]
-                parts.append({"n": pl.col("i").cast(pl.String), "k": pl.col("k").cast(pl.String), "tag": tag}[name])
+                parts.append(
+                    {"n": pl.col("i").cast(pl.String), "k": pl.col("k").cast(pl.String), "tag": tag}[name]
+                )
                 rest = rest[b + 1 :]
             exprs.append(pl.concat_str(parts))
         out = exprs[-1]
@@ -145,8 +185,10 @@ def generate_batch(rng: np.random.Generator, start: int, n: int, total: int) -> 
 
     is_d, is_t = pl.col("kind") == 0, pl.col("kind") == 1
     dom = pl.col("dom").map_batches(lambda s: doms.gather(s), return_dtype=pl.String)
-    mx_ip = pl.concat_str(pl.col("dom").map_batches(lambda s: mxp.gather(s), return_dtype=pl.String),
-                          pl.col("k").cast(pl.String))
+    mx_ip = pl.concat_str(
+        pl.col("dom").map_batches(lambda s: mxp.gather(s), return_dtype=pl.String),
+        pl.col("k").cast(pl.String),
+    )
     src_ip = pl.concat_str(pl.lit("203.0.113."), pl.col("vm").cast(pl.String))
     vmta = pl.concat_str(pl.lit("vmta-"), pl.col("vm").cast(pl.String))
     fmt = "%Y-%m-%d %H:%M:%S%z"
@@ -154,18 +196,40 @@ def generate_batch(rng: np.random.Generator, start: int, n: int, total: int) -> 
         type=pl.when(is_d).then(pl.lit("d")).when(is_t).then(pl.lit("t")).otherwise(pl.lit("b")),
         timeLogged=pl.col("tl").dt.strftime(fmt),
         timeQueued=pl.col("tq").dt.strftime(fmt),
-        orig=pl.concat_str(pl.lit("bounce-"), pl.col("job").cast(pl.String), pl.lit("-"), pl.col("i").cast(pl.String),
-                           pl.lit("@bounce.sender.example")),
+        orig=pl.concat_str(
+            pl.lit("bounce-"),
+            pl.col("job").cast(pl.String),
+            pl.lit("-"),
+            pl.col("i").cast(pl.String),
+            pl.lit("@bounce.sender.example"),
+        ),
         rcpt=pl.concat_str(pl.lit("user"), pl.col("user").cast(pl.String), pl.lit("@"), dom),
         orcpt=pl.lit(None, pl.String),
-        dsnAction=pl.when(is_d).then(pl.lit("relayed")).when(is_t).then(pl.lit("delayed")).otherwise(pl.lit("failed")),
-        dsnStatus=pl.when(is_d).then(pl.lit("2.0.0 (success)")).when(is_t).then(pick3(T_DIAGS, 0))
+        dsnAction=pl.when(is_d)
+        .then(pl.lit("relayed"))
+        .when(is_t)
+        .then(pl.lit("delayed"))
+        .otherwise(pl.lit("failed")),
+        dsnStatus=pl.when(is_d)
+        .then(pl.lit("2.0.0 (success)"))
+        .when(is_t)
+        .then(pick3(T_DIAGS, 0))
         .otherwise(pick3(B_DIAGS, 0)),
-        dsnDiag=pl.when(is_d).then(diag_expr(D_DIAGS)).when(is_t).then(diag_expr([d[1] for d in T_DIAGS]))
+        dsnDiag=pl.when(is_d)
+        .then(diag_expr(D_DIAGS))
+        .when(is_t)
+        .then(diag_expr([d[1] for d in T_DIAGS]))
         .otherwise(diag_expr([d[1] for d in B_DIAGS])),
-        dsnMta=pl.concat_str(pl.col("dom").map_batches(lambda s: mxh.gather(s), return_dtype=pl.String),
-                             pl.lit(" ("), mx_ip, pl.lit(")")),
-        bounceCat=pl.when(is_d).then(pl.lit(None, pl.String)).when(is_t).then(pick3(T_DIAGS, 2))
+        dsnMta=pl.concat_str(
+            pl.col("dom").map_batches(lambda s: mxh.gather(s), return_dtype=pl.String),
+            pl.lit(" ("),
+            mx_ip,
+            pl.lit(")"),
+        ),
+        bounceCat=pl.when(is_d)
+        .then(pl.lit(None, pl.String))
+        .when(is_t)
+        .then(pick3(T_DIAGS, 2))
         .otherwise(pick3(B_DIAGS, 2)),
         srcType=pl.lit("api"),
         srcMta=pl.lit("app01.sender.example (10.0.0.5)"),
@@ -196,6 +260,7 @@ def generate(path: Path, rows: int, *, seed: int = 7, batch: int = 500_000) -> P
 
 # --- the two contenders, each run in a fresh subprocess -------------------------------------------------------
 
+
 def run_baseline(src: Path, out: Path) -> None:
     pl.scan_csv(src, infer_schema=False).sink_parquet(out, compression="zstd", statistics=True)
 
@@ -203,10 +268,19 @@ def run_baseline(src: Path, out: Path) -> None:
 def run_ours(src: Path, out: Path) -> dict:
     from mtashift.ingest.pmta import ingest_pmta_file
 
-    stats = ingest_pmta_file(src, rel_path=f"pmta/node1/{src.name}", node="node1", events_out=out,
-                             quarantine_out=out.with_name(out.stem + ".quarantine.parquet"))
-    return {"lines_read": stats.lines_read, "rows": stats.rows, "quarantined": stats.quarantined,
-            "header_lines": stats.header_lines}
+    stats = ingest_pmta_file(
+        src,
+        rel_path=f"pmta/node1/{src.name}",
+        node="node1",
+        events_out=out,
+        quarantine_out=out.with_name(out.stem + ".quarantine.parquet"),
+    )
+    return {
+        "lines_read": stats.lines_read,
+        "rows": stats.rows,
+        "quarantined": stats.quarantined,
+        "header_lines": stats.header_lines,
+    }
 
 
 def _child(mode: str, src: str, out: str) -> None:
@@ -214,14 +288,21 @@ def _child(mode: str, src: str, out: str) -> None:
     info = run_baseline(Path(src), Path(out)) if mode == "baseline" else run_ours(Path(src), Path(out))
     elapsed = time.perf_counter() - t
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"seconds": elapsed, "info": info, "self_rss_kib": ru.ru_maxrss,
-                      "cpu": ru.ru_utime + ru.ru_stime}))
+    print(
+        json.dumps(
+            {"seconds": elapsed, "info": info, "self_rss_kib": ru.ru_maxrss, "cpu": ru.ru_utime + ru.ru_stime}
+        )
+    )
 
 
 def _measure(mode: str, src: Path, out: Path) -> dict:
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--child", mode, str(src), str(out)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(src), str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stderr}")
@@ -236,7 +317,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "pmta")
     ap.add_argument("--keep", action="store_true", help="keep the generated CSV for the next run")
-    ap.add_argument("--repeat", type=int, default=1, help="alternate the two runs N times and keep each one's fastest")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="alternate the two runs N times and keep each one's fastest"
+    )
     ap.add_argument("--child", nargs=3, metavar=("MODE", "SRC", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -248,8 +331,10 @@ def main() -> None:
     if not src.exists():
         t = time.perf_counter()
         generate(src, args.rows)
-        print(f"generated {src} ({src.stat().st_size / 2**20:.0f} MiB, {args.rows} rows) "
-              f"in {time.perf_counter() - t:.1f}s")
+        print(
+            f"generated {src} ({src.stat().st_size / 2**20:.0f} MiB, {args.rows} rows) "
+            f"in {time.perf_counter() - t:.1f}s"
+        )
     size_mb = src.stat().st_size / 2**20
     # On a shared machine speed drifts between runs: alternate the two and keep each one's fastest run.
     runs: dict[str, list[dict]] = {"baseline": [], "ours": []}
@@ -258,18 +343,29 @@ def main() -> None:
         runs["ours"].append(_measure("ours", src, args.out / "events.parquet"))
     base, ours = (min(runs[k], key=lambda r: r["seconds"]) for k in ("baseline", "ours"))
     if args.repeat > 1:
-        print("runs (s): baseline " + " ".join(f"{r['seconds']:.2f}" for r in runs["baseline"])
-              + " | ours " + " ".join(f"{r['seconds']:.2f}" for r in runs["ours"]) + "  (best of each kept)")
+        print(
+            "runs (s): baseline "
+            + " ".join(f"{r['seconds']:.2f}" for r in runs["baseline"])
+            + " | ours "
+            + " ".join(f"{r['seconds']:.2f}" for r in runs["ours"])
+            + "  (best of each kept)"
+        )
     ratio = ours["seconds"] / base["seconds"]
     print(f"input: {size_mb:.0f} MiB, {args.rows} rows ({size_mb * 2**20 / max(args.rows, 1):.0f} bytes/row)")
-    print(f"(a) baseline polars scan_csv -> parquet: {base['seconds']:.2f}s  peak RSS {base['peak_rss_mb']:.0f} MiB"
-          f"  out {base['out_mb']:.0f} MiB")
-    print(f"(b) mtashift ingest -> events parquet:  {ours['seconds']:.2f}s  peak RSS "
-          f"{ours['peak_rss_mb']:.0f} MiB"
-          f"  out {ours['out_mb']:.0f} MiB  {ours['info']}")
+    print(
+        f"(a) baseline polars scan_csv -> parquet: {base['seconds']:.2f}s  peak RSS {base['peak_rss_mb']:.0f} MiB"
+        f"  out {base['out_mb']:.0f} MiB"
+    )
+    print(
+        f"(b) mtashift ingest -> events parquet:  {ours['seconds']:.2f}s  peak RSS "
+        f"{ours['peak_rss_mb']:.0f} MiB"
+        f"  out {ours['out_mb']:.0f} MiB  {ours['info']}"
+    )
     print(f"ratio (b)/(a): {ratio:.2f}  (target <= 1.5; peak RSS target <= 1536 MiB)")
-    print(f"CPU seconds (user+sys, whole child): baseline {base['cpu']:.2f}, ours {ours['cpu']:.2f}, "
-          f"ratio {ours['cpu'] / base['cpu']:.2f}; load average now {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(
+        f"CPU seconds (user+sys, whole child): baseline {base['cpu']:.2f}, ours {ours['cpu']:.2f}, "
+        f"ratio {ours['cpu'] / base['cpu']:.2f}; load average now {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+    )
     for p in args.out.glob("*.parquet"):
         p.unlink()
     if not args.keep:

@@ -79,7 +79,10 @@ def load(lake: Lake, kind: str) -> pl.DataFrame:
     df = pl.read_parquet(p)
     # A manifest written by an older release lacks newer columns: they read as null.
     return df.select(
-        [(pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in MANIFEST_SCHEMA.items()]
+        [
+            (pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c)
+            for c, t in MANIFEST_SCHEMA.items()
+        ]
     )
 
 

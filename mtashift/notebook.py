@@ -19,7 +19,11 @@ class NotebookCatalog:
         """True when every view exists; otherwise say which are missing."""
         missing = [v for v in views if v not in self.views]
         if missing:
-            display(Markdown(f"_Not in the catalog yet: {', '.join(f'`{v}`' for v in missing)} — section skipped._"))
+            display(
+                Markdown(
+                    f"_Not in the catalog yet: {', '.join(f'`{v}`' for v in missing)} — section skipped._"
+                )
+            )
         return not missing
 
     def q(self, sql: str, *params: object) -> pl.DataFrame:

@@ -210,7 +210,9 @@ def raw_events(*, lake: Lake) -> pl.LazyFrame:
     """Every canonical row of the raw layer (PowerMTA and KumoMTA files; copies not yet removed)."""
     from mtashift.events import scan_raw_files
 
-    return scan_raw_files(sorted(p for kind in ("pmta", "kumo") for p in lake.raw_dir(kind).glob("*.parquet")))
+    return scan_raw_files(
+        sorted(p for kind in ("pmta", "kumo") for p in lake.raw_dir(kind).glob("*.parquet"))
+    )
 
 
 # --------------------------------------------------------------------------- checks

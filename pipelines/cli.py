@@ -1,6 +1,5 @@
 """The `mtashift` command line."""
 
-
 from pathlib import Path
 from typing import Annotated
 
@@ -57,8 +56,12 @@ def _run(landing: Path, lake: Path, include_open: bool) -> None:
         console.print("nothing new in the landing folder since the last successful run; lake unchanged")
         return
     if summary.skipped_days:
-        console.print(f"[yellow]days outside the partition range, not materialised:[/] {summary.skipped_days}")
-    console.print(f"days rebuilt: {len(summary.days)}; runs: {len(summary.runs)}; views: {len(summary.views)}")
+        console.print(
+            f"[yellow]days outside the partition range, not materialised:[/] {summary.skipped_days}"
+        )
+    console.print(
+        f"days rebuilt: {len(summary.days)}; runs: {len(summary.runs)}; views: {len(summary.views)}"
+    )
     for failed_check in summary.checks_failed:
         console.print(f"[yellow]check failed:[/] {failed_check}")
     if summary.failed:

@@ -4,7 +4,6 @@ Same definitions as the UI (`pipelines.definitions.defs`), same persistent Dagst
 (DAGSTER_HOME), so runs made here show in `make ui`.
 """
 
-
 import hashlib
 import json
 import os
@@ -74,7 +73,9 @@ def run_pipeline(
     instance = dg.DagsterInstance.get()
     # The console shows progress bars; step-by-step logs stay in the instance for `make ui`.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    run_config = {**quiet, "resources": {"landing": {"config": {"include_open": True}}}} if include_open else quiet
+    run_config = (
+        {**quiet, "resources": {"landing": {"config": {"include_open": True}}}} if include_open else quiet
+    )
 
     def record_checks(result: dg.ExecuteInProcessResult, partition: str = "") -> None:
         for e in result.get_asset_check_evaluations():
@@ -106,14 +107,18 @@ def run_pipeline(
     daily = defs.resolve_job_def("daily_job")
     for i, day in enumerate(summary.days):
         step(f"day {day}", i, len(summary.days))
-        r = daily.execute_in_process(instance=instance, partition_key=day, raise_on_error=False, run_config=quiet)
+        r = daily.execute_in_process(
+            instance=instance, partition_key=day, raise_on_error=False, run_config=quiet
+        )
         summary.runs.append(r.run_id)
         record_checks(r, day)
         if not r.success:
             summary.failed.append(f"daily_job[{day}]")
 
     step("history", 0, 1)
-    r = defs.resolve_job_def("history_job").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
+    r = defs.resolve_job_def("history_job").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=quiet
+    )
     summary.runs.append(r.run_id)
     record_checks(r)
     if not r.success:

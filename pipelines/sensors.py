@@ -4,7 +4,6 @@ Every sensor keeps a JSON cursor and derives its run_key from what it saw, so a 
 requests the same work twice.
 """
 
-
 import hashlib
 import json
 
@@ -97,7 +96,9 @@ def cutover_verdict_sensor(context: dg.SensorEvaluationContext, lake: LakeResour
     now = dict(pl.read_parquet(table).select("pool", "verdict").iter_rows())
     turned = sorted(p for p, v in now.items() if v in {"hold", "rollback"} and seen.get(p) != v)
     for pool in turned:
-        context.log.warning(f"cutover verdict for pool {pool} is now {now[pool].upper()} (was {seen.get(pool, 'unset')})")
+        context.log.warning(
+            f"cutover verdict for pool {pool} is now {now[pool].upper()} (was {seen.get(pool, 'unset')})"
+        )
     context.update_cursor(json.dumps(now, sort_keys=True))
     if turned:
         return dg.SkipReason(f"ALERT: {', '.join(f'{p}={now[p]}' for p in turned)}")

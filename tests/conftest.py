@@ -33,4 +33,5 @@ def raw_file_layout(path: Path) -> tuple[dict[str, str], set[str]]:
     rg = pq.ParquetFile(path).metadata.row_group(0)
     cols = [rg.column(i) for i in range(rg.num_columns)]
     return {c.path_in_schema: c.compression for c in cols}, {
-        c.path_in_schema for c in cols if c.statistics is not None and c.statistics.has_min_max}
+        c.path_in_schema for c in cols if c.statistics is not None and c.statistics.has_min_max
+    }

@@ -125,12 +125,20 @@ def test_kumo_duplicates_removed_equal_injected(estate: Path, run: tuple[Lake, R
     lake, _ = run
     injected = truth_json(estate, "kumo_duplicates.json")["total"]
     in_file = int(pl.read_parquet(lake.manifest / "kumo.parquet")["duplicates"].sum())
-    across = int(pl.scan_parquet(lake.root / "event_duplicates" / "date=*" / "*.parquet").select(pl.col("duplicates").sum()).collect().item() or 0)
+    across = int(
+        pl.scan_parquet(lake.root / "event_duplicates" / "date=*" / "*.parquet")
+        .select(pl.col("duplicates").sum())
+        .collect()
+        .item()
+        or 0
+    )
     assert injected > 0
     assert in_file + across == injected
 
 
-def test_truncated_segment_contributes_exactly_its_intact_records(estate: Path, run: tuple[Lake, RunSummary]) -> None:
+def test_truncated_segment_contributes_exactly_its_intact_records(
+    estate: Path, run: tuple[Lake, RunSummary]
+) -> None:
     lake, _ = run
     seg = truth_json(estate, "segments.json")["truncated"]
     m = pl.read_parquet(lake.manifest / "kumo.parquet").filter(pl.col("path") == seg["path"])
@@ -150,9 +158,7 @@ def test_both_mtas_side_by_side_per_pool_across_cutover(estate: Path, con: Catal
         assert set(per.filter(pl.col("pool") == pool)["mta"]) == {"pmta", "kumo"}, pool
 
 
-def test_provider_day_counts_equal_truth_and_workspace_domains_are_google(
-    estate: Path, con: Catalog
-) -> None:
+def test_provider_day_counts_equal_truth_and_workspace_domains_are_google(estate: Path, con: Catalog) -> None:
     types = ["delivered", "deferred", "bounced"]
     want = (
         truth(estate, "event_counts.parquet")
@@ -197,13 +203,12 @@ def test_suppression_equals_truth_per_scope(estate: Path, con: Catalog) -> None:
     want = truth(estate, "suppression.parquet").select(
         pl.col("address").str.to_lowercase(), "scope", "source"
     )
-    got = con.df(
-        "SELECT lower(address) AS address, scope, unnest(sources) AS source FROM suppression"
-    )
+    got = con.df("SELECT lower(address) AS address, scope, unnest(sources) AS source FROM suppression")
     assert set(got.rows()) == set(want.rows())
-    assert con.one("SELECT count(*) FROM suppression WHERE 'legacy' IN sources")[0] == want.filter(
-        pl.col("source") == "legacy"
-    ).height
+    assert (
+        con.one("SELECT count(*) FROM suppression WHERE 'legacy' IN sources")[0]
+        == want.filter(pl.col("source") == "legacy").height
+    )
 
 
 def test_regressing_pool_is_held_and_healthy_pools_proceed(estate: Path, con: Catalog) -> None:
@@ -251,7 +256,9 @@ def test_rerun_with_nothing_new_changes_nothing(estate: Path, run: tuple[Lake, R
     assert _checksum(lake) == before
 
 
-def test_zz_open_segment_then_new_file_recompute_only_touched_days(estate: Path, run: tuple[Lake, RunSummary]) -> None:
+def test_zz_open_segment_then_new_file_recompute_only_touched_days(
+    estate: Path, run: tuple[Lake, RunSummary]
+) -> None:
     """Runs last: marks the open segment complete, then adds one PowerMTA file."""
     lake, _ = run
     landing = estate / "landing"
@@ -286,12 +293,17 @@ def test_zz_open_segment_then_new_file_recompute_only_touched_days(estate: Path,
 
 
 @pytest.mark.browser
-def test_reports_in_headless_chromium_show_catalog_figures(run: tuple[Lake, RunSummary], con: Catalog, tmp_path: Path) -> None:
+def test_reports_in_headless_chromium_show_catalog_figures(
+    run: tuple[Lake, RunSummary], con: Catalog, tmp_path: Path
+) -> None:
     from mtashift.reports.format import fmt_value
     from tests.browser import visit
 
     lake, _ = run
-    pages = {n: visit(lake.reports / f"{n}.html", screenshot=tmp_path / f"{n}.png") for n in ("audit", "cutover", "cost")}
+    pages = {
+        n: visit(lake.reports / f"{n}.html", screenshot=tmp_path / f"{n}.png")
+        for n in ("audit", "cutover", "cost")
+    }
     for name, page in pages.items():
         assert page.console_errors == [], (name, page.console_errors)
         assert page.requests == [], (name, page.requests)

@@ -40,7 +40,12 @@ def dt(*args: int) -> datetime:
 
 def test_rfc5965_minimal_report_with_original():
     r = _report("rfc5965_minimal.eml")
-    assert (r.report_format, r.feedback_type, r.user_agent, r.version) == ("arf", "abuse", "IspFeedback/1.0", "1")
+    assert (r.report_format, r.feedback_type, r.user_agent, r.version) == (
+        "arf",
+        "abuse",
+        "IspFeedback/1.0",
+        "1",
+    )
     assert r.report_date == dt(2024, 5, 1, 16, 30)  # 12:30 -0400
     assert r.complaint_time == r.report_date
     assert r.original_rcpt_to == [] and r.arrival_date is None and r.reporting_mta is None
@@ -48,7 +53,11 @@ def test_rfc5965_minimal_report_with_original():
     assert r.original_part == "message/rfc822"
     assert r.original_message_id == "20240501140211.7F2A10@news.sender.example"
     assert r.original_subject == "Weekly deals"
-    assert (r.recipient, r.recipient_source, r.recipient_redacted) == ("dave@isp.example", "original_to", False)
+    assert (r.recipient, r.recipient_source, r.recipient_redacted) == (
+        "dave@isp.example",
+        "original_to",
+        False,
+    )
 
 
 def test_rfc5965_full_report_fields():
@@ -57,7 +66,11 @@ def test_rfc5965_full_report_fields():
     assert r.original_rcpt_to == ["carol@example.org", "carol.alias@example.org"]
     assert r.original_envelope_id == "ENV-7731-0001"
     assert r.arrival_date == dt(2024, 5, 2, 6, 40)
-    assert (r.reporting_mta_type, r.reporting_mta, r.reporting_domain) == ("dns", "fbl.isp.example", "fbl.isp.example")
+    assert (r.reporting_mta_type, r.reporting_mta, r.reporting_domain) == (
+        "dns",
+        "fbl.isp.example",
+        "fbl.isp.example",
+    )
     assert (r.source_ip, r.incidents) == ("203.0.113.10", 3)
     assert r.authentication_results == [
         "mx.isp.example; spf=pass smtp.mailfrom=news.sender.example; dkim=pass header.d=sender.example"
@@ -68,7 +81,11 @@ def test_rfc5965_full_report_fields():
     assert r.original_message_id == "spring.7731.0001@news.sender.example"
     assert r.original_x_job == "spring-2024-05"
     assert r.original_return_path == "bounce-7731@news.sender.example"
-    assert orjson.loads(r.supplemental_trace) == {"recipient": "carol@example.org", "tenant": "acme", "campaign": "spring-sale"}
+    assert orjson.loads(r.supplemental_trace) == {
+        "recipient": "carol@example.org",
+        "tenant": "acme",
+        "campaign": "spring-sale",
+    }
     assert (r.recipient, r.recipient_source) == ("carol@example.org", "trace")
     assert r.report_date == dt(2024, 5, 2, 7, 15, 30)
 
@@ -89,7 +106,11 @@ def test_yahoo_style_headers_only_original_and_obsolete_date():
 def test_redacted_recipient_is_kept_and_flagged():
     r = _report("redacted_recipient.eml")
     assert r.original_rcpt_to == ["xxxxxxxx@isp.example"]
-    assert (r.recipient, r.recipient_source, r.recipient_redacted) == ("xxxxxxxx@isp.example", "original_rcpt_to", True)
+    assert (r.recipient, r.recipient_source, r.recipient_redacted) == (
+        "xxxxxxxx@isp.example",
+        "original_rcpt_to",
+        True,
+    )
     assert r.original_to == "redacted"
     assert r.original_message_id == "flash.99.0001@news.sender.example"
 
@@ -97,7 +118,11 @@ def test_redacted_recipient_is_kept_and_flagged():
 def test_jmrp_legacy_report():
     r = _report("jmrp_legacy.eml")
     assert (r.report_format, r.feedback_type, r.user_agent) == ("jmrp", "abuse", "JMRP")
-    assert (r.recipient, r.recipient_source, r.recipient_redacted) == ("grace@hotmail.com", "hotmail_original_recipient", False)
+    assert (r.recipient, r.recipient_source, r.recipient_redacted) == (
+        "grace@hotmail.com",
+        "hotmail_original_recipient",
+        False,
+    )
     assert r.source_ip == "203.0.113.13"  # from "complaint about message from <ip>"
     assert r.original_mail_from == "bounce-5@news.sender.example"
     assert orjson.loads(r.extensions) == {"x-sid-pra": ["shop@news.sender.example"]}
@@ -141,7 +166,9 @@ def test_unusable_files_are_quarantined(name, detail):
 def test_empty_and_dateless_reports_are_quarantined():
     q = parse_arf(b"", source_file="fbl/empty.eml")
     assert isinstance(q, QuarantineEntry) and q.detail == "empty file"
-    dateless = (FIXTURES / "rfc5965_minimal.eml").read_text().replace("Date: Wed, 1 May 2024 12:30:00 -0400\n", "")
+    dateless = (
+        (FIXTURES / "rfc5965_minimal.eml").read_text().replace("Date: Wed, 1 May 2024 12:30:00 -0400\n", "")
+    )
     q = parse_arf(dateless.encode(), source_file="fbl/dateless.eml")
     assert isinstance(q, QuarantineEntry)
     assert q.detail.startswith("no usable date")
@@ -152,7 +179,9 @@ def test_crlf_line_ends_parse_the_same():
     a = parse_arf(lf, source_file="x")
     b = parse_arf(lf.replace(b"\n", b"\r\n"), source_file="x")
     assert isinstance(a, ArfReport) and isinstance(b, ArfReport)
-    assert {k: v for k, v in a.__dict__.items() if k != "report_id"} == {k: v for k, v in b.__dict__.items() if k != "report_id"}
+    assert {k: v for k, v in a.__dict__.items() if k != "report_id"} == {
+        k: v for k, v in b.__dict__.items() if k != "report_id"
+    }
 
 
 def test_parse_fbl_folder_reconciles(tmp_path):
@@ -176,7 +205,9 @@ def test_parse_fbl_folder_reconciles(tmp_path):
         "fbl/yahoo_headers_only.eml",
     ]
     assert quarantine["source_file"].to_list() == ["fbl/missing_feedback_type.eml", "fbl/not_a_report.eml"]
-    assert reports.filter(pl.col("recipient_redacted"))["source_file"].to_list() == ["fbl/redacted_recipient.eml"]
+    assert reports.filter(pl.col("recipient_redacted"))["source_file"].to_list() == [
+        "fbl/redacted_recipient.eml"
+    ]
     again, _ = parse_fbl_folder(folder, landing)
     assert again.equals(reports)  # deterministic
 
@@ -215,10 +246,16 @@ def test_parse_date_forms(text, expected):
 
 
 def test_decode_kumoref_and_byte_array_original():
-    assert decode_kumoref("eyJfQF8iOiJcXF8vIiwicmVjaXBpZW50IjoidGVzdEBleGFtcGxlLmNvbSJ9") == {"recipient": "test@example.com"}
+    assert decode_kumoref("eyJfQF8iOiJcXF8vIiwicmVjaXBpZW50IjoidGVzdEBleGFtcGxlLmNvbSJ9") == {
+        "recipient": "test@example.com"
+    }
     assert decode_kumoref("not base64 json") is None
     raw = b"Message-ID: <m1@x>\r\nX-KumoRef: abc\r\nSubject: hi\r\n there\r\n\r\nbody"
-    assert original_message_headers(list(raw)) == {"message-id": "<m1@x>", "x-kumoref": "abc", "subject": "hi there"}
+    assert original_message_headers(list(raw)) == {
+        "message-id": "<m1@x>",
+        "x-kumoref": "abc",
+        "subject": "hi there",
+    }
     assert original_message_headers(raw.decode()) == original_message_headers(raw)
     assert original_message_headers(None) == {}
 

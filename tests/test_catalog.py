@@ -19,7 +19,11 @@ def _events(day: str, n: int) -> pl.DataFrame:
             "event_type": ["delivered"] * n,
             "event_time": [base.replace(hour=i % 24) for i in range(n)],
         }
-    ).pipe(lambda df: df.select([pl.col(c) if c in df.columns else pl.lit(None).cast(t).alias(c) for c, t in EVENT_SCHEMA.items()]))
+    ).pipe(
+        lambda df: df.select(
+            [pl.col(c) if c in df.columns else pl.lit(None).cast(t).alias(c) for c, t in EVENT_SCHEMA.items()]
+        )
+    )
 
 
 def test_empty_lake_has_typed_events_and_quarantine_views(tmp_path: Path) -> None:
@@ -28,7 +32,11 @@ def test_empty_lake_has_typed_events_and_quarantine_views(tmp_path: Path) -> Non
     assert {"events", "quarantine"} <= set(out["created"])
     con = duckdb.connect(str(lake.catalog), read_only=True)
     assert con.execute("SELECT count(*) FROM events").fetchone() == (0,)
-    types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name='events'").fetchall())
+    types = dict(
+        con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name='events'"
+        ).fetchall()
+    )
     assert types["event_time"] == "TIMESTAMP WITH TIME ZONE"
     assert types["smtp_code"] == "SMALLINT"
 
@@ -45,7 +53,9 @@ def test_views_follow_partitions_and_work_from_another_directory(tmp_path: Path)
     try:
         os.chdir(elsewhere)
         con = duckdb.connect(str(lake.catalog), read_only=True)
-        rows = con.execute("SELECT CAST(date AS VARCHAR), count(*) FROM events GROUP BY 1 ORDER BY 1").fetchall()
+        rows = con.execute(
+            "SELECT CAST(date AS VARCHAR), count(*) FROM events GROUP BY 1 ORDER BY 1"
+        ).fetchall()
         assert rows == [("2026-10-01", 3), ("2026-10-02", 5)]
         assert con.execute("SELECT sum(a) FROM thing").fetchone() == (3,)
         con.close()

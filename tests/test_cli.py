@@ -11,9 +11,13 @@ runner = CliRunner()
 def test_cli_sample_estate_run_sql_report(tmp_path: Path) -> None:
     estate = tmp_path / "estate"
     lake = tmp_path / "lake"
-    r = runner.invoke(app, ["sample-estate", str(estate), "--days", "2", "--messages-per-day", "300", "--seed", "3"])
+    r = runner.invoke(
+        app, ["sample-estate", str(estate), "--days", "2", "--messages-per-day", "300", "--seed", "3"]
+    )
     assert r.exit_code == 0, r.output
-    assert (estate / "landing" / "plan.yaml").exists() and (estate / "truth" / "event_counts.parquet").exists()
+    assert (estate / "landing" / "plan.yaml").exists() and (
+        estate / "truth" / "event_counts.parquet"
+    ).exists()
     assert not (estate / "landing" / "truth").exists()  # truth lives beside the landing folder
 
     r = runner.invoke(app, ["run", "--landing", str(estate / "landing"), "--lake", str(lake)])

@@ -57,7 +57,10 @@ def kumo_feedback(event_id: str, t: datetime, report: dict) -> dict:
 
 
 def pmta_f(event_id: str, t: datetime, **kw) -> dict:
-    extra = kw.pop("extra", {"feedbackType": "abuse", "userAgent": "IspFeedback/2.3", "reportingMta": "dns; fbl.isp.example"})
+    extra = kw.pop(
+        "extra",
+        {"feedbackType": "abuse", "userAgent": "IspFeedback/2.3", "reportingMta": "dns; fbl.isp.example"},
+    )
     return ev(event_id, "complaint", t, mta="pmta", extra=orjson.dumps(extra).decode(), **kw)
 
 
@@ -104,10 +107,19 @@ def test_same_complaint_by_three_routes_counts_once():
     assert (row["identity_basis"], row["matched_by"], row["delivery_event_id"]) == (
         "recipient+message_id", "message_id", "d-spring",
     )  # fmt: skip
-    assert (row["recipient"], row["recipient_domain"], row["recipient_redacted"]) == ("carol@example.org", "example.org", False)
+    assert (row["recipient"], row["recipient_domain"], row["recipient_redacted"]) == (
+        "carol@example.org",
+        "example.org",
+        False,
+    )
     assert (row["sender"], row["sender_domain"]) == ("bounce-7731@news.sender.example", "news.sender.example")
     assert (row["message_id"], row["original_message_id"]) == (f"<{SPRING_ID}>", SPRING_ID)
-    assert (row["pool"], row["source"], row["source_ip"], row["mta"]) == ("p1", "vmta1", "203.0.113.10", "pmta")
+    assert (row["pool"], row["source"], row["source_ip"], row["mta"]) == (
+        "p1",
+        "vmta1",
+        "203.0.113.10",
+        "pmta",
+    )
     assert (row["job_id"], row["tenant"], row["campaign"]) == ("spring-2024-05", "acme", "spring-sale")
     assert (row["feedback_type"], row["reporting_domain"], row["reported_domain"]) == (
         "abuse", "fbl.isp.example", "news.sender.example",
@@ -129,12 +141,24 @@ def test_join_back_by_recipient_takes_the_nearest_earlier_delivery():
         ]
     )  # fmt: skip
     out = build_complaints(events=events, arf=None, deliveries=events).collect().sort("recipient")
-    assert out.select("recipient", "matched_by", "delivery_event_id", "pool", "message_id", "identity_basis").rows() == [
+    assert out.select(
+        "recipient", "matched_by", "delivery_event_id", "pool", "message_id", "identity_basis"
+    ).rows() == [
         ("dana@gmail.com", "recipient_time", "d-near", "warm", "k2", "recipient+day"),
-        ("eve@gmail.com", None, None, None, None, "recipient+day"),  # only delivery is beyond the 30-day lookback
+        (
+            "eve@gmail.com",
+            None,
+            None,
+            None,
+            None,
+            "recipient+day",
+        ),  # only delivery is beyond the 30-day lookback
     ]
     assert out["provider"].to_list() == ["google", "google"]
-    assert out["complaint_id"].to_list() == [cid("r|dana@gmail.com|2024-05-02"), cid("r|eve@gmail.com|2024-05-02")]
+    assert out["complaint_id"].to_list() == [
+        cid("r|dana@gmail.com|2024-05-02"),
+        cid("r|eve@gmail.com|2024-05-02"),
+    ]
 
 
 def test_redacted_recipient_is_resolved_through_the_message_id():
@@ -142,7 +166,9 @@ def test_redacted_recipient_is_resolved_through_the_message_id():
         [ev("d-flash", "delivered", ts(4, 17, 19, 59), recipient="ivy@isp.example", message_id="<flash.99.0001@news.sender.example>",
             sender="bounce-99@news.sender.example", sender_domain="news.sender.example")]
     )  # fmt: skip
-    out = build_complaints(events=frame([]), arf=arf_frame("redacted_recipient.eml"), deliveries=deliveries).collect()
+    out = build_complaints(
+        events=frame([]), arf=arf_frame("redacted_recipient.eml"), deliveries=deliveries
+    ).collect()
     assert out.select("recipient", "recipient_redacted", "matched_by", "identity_basis", "routes").rows() == [
         ("ivy@isp.example", False, "message_id", "recipient+message_id", ["arf_mail"])
     ]
@@ -151,7 +177,9 @@ def test_redacted_recipient_is_resolved_through_the_message_id():
         [deliveries, frame([ev("d-flash2", "delivered", ts(4, 17, 20), recipient="jo@isp.example",
                                 message_id="flash.99.0001@news.sender.example")])]
     )  # fmt: skip
-    out2 = build_complaints(events=frame([]), arf=arf_frame("redacted_recipient.eml"), deliveries=two).collect()
+    out2 = build_complaints(
+        events=frame([]), arf=arf_frame("redacted_recipient.eml"), deliveries=two
+    ).collect()
     assert out2.select("recipient", "recipient_redacted", "matched_by", "identity_basis").rows() == [
         ("xxxxxxxx@isp.example", True, None, "message_id")
     ]
@@ -182,9 +210,18 @@ def test_distinct_messages_of_one_recipient_are_distinct_complaints_and_reports_
 
 def test_complaints_are_counted_on_the_day_of_their_earliest_sighting():
     # The ARF is dated 23:59:59 on the 2nd; PowerMTA logs the same report after midnight.
-    text = (FIXTURES / "rfc5965_full.eml").read_text().replace("Thu, 2 May 2024 09:15:30 +0200", "Thu, 2 May 2024 23:59:59 +0000")
+    text = (
+        (FIXTURES / "rfc5965_full.eml")
+        .read_text()
+        .replace("Thu, 2 May 2024 09:15:30 +0200", "Thu, 2 May 2024 23:59:59 +0000")
+    )
     arf = reports_frame([parse_arf(text.encode(), source_file="fbl/late.eml")])  # type: ignore[list-item]
-    events = frame([SPRING_DELIVERY, pmta_f("f-late", ts(3, 0, 0, 30), recipient="carol@example.org", message_id=f"<{SPRING_ID}>")])
+    events = frame(
+        [
+            SPRING_DELIVERY,
+            pmta_f("f-late", ts(3, 0, 0, 30), recipient="carol@example.org", message_id=f"<{SPRING_ID}>"),
+        ]
+    )
     d2 = build_complaints(events=events, arf=arf, deliveries=events, day="2024-05-02").collect()
     d3 = build_complaints(events=events, arf=arf, deliveries=events, day="2024-05-03").collect()
     assert d2.select("complaint_time", "routes").rows() == [(ts(2, 23, 59, 59), ["arf_mail", "pmta_f"])]
@@ -199,7 +236,9 @@ def test_output_is_deterministic_whatever_the_input_order():
     ]
     arf = arf_frame("rfc5965_full.eml", "jmrp_legacy.eml", "yahoo_headers_only.eml")
     a = build_complaints(events=frame(events_rows), arf=arf, deliveries=frame(events_rows)).collect()
-    b = build_complaints(events=frame(events_rows[::-1]), arf=arf.reverse(), deliveries=frame(events_rows[::-1])).collect()
+    b = build_complaints(
+        events=frame(events_rows[::-1]), arf=arf.reverse(), deliveries=frame(events_rows[::-1])
+    ).collect()
     assert a.equals(b)
     assert a.height == 4
     assert a["complaint_id"].is_unique().all()
@@ -221,9 +260,9 @@ def test_candidates_read_pmta_extra_case_insensitively():
                                                          "header_Message-Id": "<q@x>"})]
     )  # fmt: skip
     c = complaint_candidates(events=events, arf=None)
-    assert c.select("feedback_type", "user_agent", "reporting_domain", "recipient", "job_id", "original_message_id").rows() == [
-        ("abuse", "Ua/1", "fbl.isp.example", "m@example.org", "job-9", "q@x")
-    ]
+    assert c.select(
+        "feedback_type", "user_agent", "reporting_domain", "recipient", "job_id", "original_message_id"
+    ).rows() == [("abuse", "Ua/1", "fbl.isp.example", "m@example.org", "job-9", "q@x")]
 
 
 # ---------------------------------------------------------------------------- rates
@@ -233,9 +272,21 @@ def _rates_inputs(cells: list[tuple[str, str, int, int]]) -> tuple[pl.LazyFrame,
     """cells: (provider, sender_domain, delivered, complaints) on 2024-05-02."""
     dl, cp = [], []
     for provider, domain, delivered, complaints in cells:
-        dl += [{"event_type": "delivered", "event_time": ts(2, 10), "provider": provider, "sender_domain": domain}] * delivered
+        dl += [
+            {
+                "event_type": "delivered",
+                "event_time": ts(2, 10),
+                "provider": provider,
+                "sender_domain": domain,
+            }
+        ] * delivered
         cp += [{"complaint_time": ts(2, 11), "provider": provider, "sender_domain": domain}] * complaints
-    sch_d = {"event_type": pl.String, "event_time": pl.Datetime("us", "UTC"), "provider": pl.String, "sender_domain": pl.String}
+    sch_d = {
+        "event_type": pl.String,
+        "event_time": pl.Datetime("us", "UTC"),
+        "provider": pl.String,
+        "sender_domain": pl.String,
+    }
     sch_c = {"complaint_time": pl.Datetime("us", "UTC"), "provider": pl.String, "sender_domain": pl.String}
     return pl.DataFrame(cp, schema=sch_c).lazy(), pl.DataFrame(dl, schema=sch_d).lazy()
 
@@ -252,9 +303,13 @@ CELLS = [
 
 def test_complaint_rates_against_default_thresholds():
     complaints, deliveries = _rates_inputs(CELLS)
-    out = complaint_rates(complaints=complaints, deliveries=deliveries, thresholds=load_thresholds()).collect()
+    out = complaint_rates(
+        complaints=complaints, deliveries=deliveries, thresholds=load_thresholds()
+    ).collect()
     assert out.schema == COMPLAINT_RATE_SCHEMA
-    assert out.select("provider", "sender_domain", "complaints", "delivered", "complaint_rate", "status", "low_volume").rows() == [
+    assert out.select(
+        "provider", "sender_domain", "complaints", "delivered", "complaint_rate", "status", "low_volume"
+    ).rows() == [
         ("google", "a.example", 1, 1000, 0.001, "warn", False),
         ("google", "b.example", 1, 1001, 1 / 1001, "ok", False),
         ("microsoft", "a.example", 1, 0, None, "no_deliveries", True),
@@ -274,8 +329,12 @@ def test_thresholds_are_configuration(tmp_path):
     p = tmp_path / "t.yaml"
     p.write_text(yaml.safe_dump(doc), encoding="utf-8")
     complaints, deliveries = _rates_inputs(CELLS)
-    out = complaint_rates(complaints=complaints, deliveries=deliveries, thresholds=load_thresholds(p)).collect()
-    ms = out.filter(pl.col("provider") == "microsoft").select("sender_domain", "status", "low_volume", "warn_threshold")
+    out = complaint_rates(
+        complaints=complaints, deliveries=deliveries, thresholds=load_thresholds(p)
+    ).collect()
+    ms = out.filter(pl.col("provider") == "microsoft").select(
+        "sender_domain", "status", "low_volume", "warn_threshold"
+    )
     assert ms.rows() == [
         ("a.example", "no_deliveries", True, 0.0004),
         ("c.example", "ok", False, 0.0004),
@@ -349,7 +408,9 @@ def test_assets_materialize_on_a_small_lake(tmp_path):
     ]  # fmt: skip
     assert read("unmatched_replies")["template"].to_list() == ["Try later maybe"]
     c = read("complaints")
-    assert c.select("routes", "matched_by", "delivery_event_id").rows() == [(["arf_mail", "pmta_f"], "message_id", "d-spring")]
+    assert c.select("routes", "matched_by", "delivery_event_id").rows() == [
+        (["arf_mail", "pmta_f"], "message_id", "d-spring")
+    ]
     r = read("complaint_rates")
     assert r.select("provider", "sender_domain", "complaints", "delivered", "status").rows() == [
         ("other", "news.sender.example", 1, 1, "critical")
@@ -368,14 +429,22 @@ def test_complaint_alerts_view(tmp_path):
     rates = complaint_rates(complaints=complaints, deliveries=deliveries).collect()
     write_partition(rates, lake=lake, table="complaint_rates", day="2024-05-02")
     assert "complaint_alerts" in catalog.refresh(lake)["created"]
-    got = catalog.query(lake, "SELECT provider, sender_domain, status FROM complaint_alerts ORDER BY provider, sender_domain")
+    got = catalog.query(
+        lake, "SELECT provider, sender_domain, status FROM complaint_alerts ORDER BY provider, sender_domain"
+    )
     assert got.rows() == [("google", "a.example", "warn"), ("yahoo", "a.example", "critical")]
 
 
 def test_candidates_fall_back_to_raw_type_when_mta_is_missing():
     rows = [
         {**pmta_f("f-raw", ts(2, 9), recipient="n@example.org"), "mta": None, "raw_type": "f"},
-        {**pmta_f("x-raw", ts(2, 9), recipient="o@example.org"), "mta": None, "raw_type": "zz"},  # not a complaint route
+        {
+            **pmta_f("x-raw", ts(2, 9), recipient="o@example.org"),
+            "mta": None,
+            "raw_type": "zz",
+        },  # not a complaint route
     ]
     c = complaint_candidates(events=frame(rows), arf=None)
-    assert c.select("route", "route_ref", "recipient", "mta").rows() == [("pmta_f", "f-raw", "n@example.org", "pmta")]
+    assert c.select("route", "route_ref", "recipient", "mta").rows() == [
+        ("pmta_f", "f-raw", "n@example.org", "pmta")
+    ]

@@ -35,9 +35,12 @@ def estate(tmp_path):
         write_partition(part.drop("d"), lake=lk, table="events", day=day)
     (landing / "plan.yaml").write_text(
         yaml.safe_dump(
-            {**plan, "tco": {"shared": {"operator_usd_per_hour": 90}},
-             # the small scenario's one regression is judged on its raw p-value
-             "cutover": {"statistics": {"multiple_testing": "none"}}}
+            {
+                **plan,
+                "tco": {"shared": {"operator_usd_per_hour": 90}},
+                # the small scenario's one regression is judged on its raw p-value
+                "cutover": {"statistics": {"multiple_testing": "none"}},
+            }
         )
     )
     (landing / "seedlist").mkdir()

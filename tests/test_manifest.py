@@ -29,7 +29,13 @@ def fake_ingest(path: Path, *, rel_path: str, events_out: Path, quarantine_out: 
     )
     write_parquet(conform(ev.lazy()).collect(), events_out)
     write_parquet(pl.DataFrame({"raw_text": bad}, schema={"raw_text": pl.String}), quarantine_out)
-    return {"lines_read": len(lines), "rows": len(good), "quarantined": len(bad), "duplicates": 0, "other_lines": 0}
+    return {
+        "lines_read": len(lines),
+        "rows": len(good),
+        "quarantined": len(bad),
+        "duplicates": 0,
+        "other_lines": 0,
+    }
 
 
 def _ingest(root: Path, lake: Lake, batch: str) -> pl.DataFrame:
@@ -44,7 +50,9 @@ def test_new_unchanged_duplicate_and_grown_files(tmp_path: Path) -> None:
     a = root / "pmta" / "n1" / "acct-a.csv"
     a.write_text("e1,2026-10-01T23:00\ne2,2026-10-02T01:00\n!broken\n")
     b1 = _ingest(root, lake, "b1")
-    assert b1.select("path", "status", "rows", "quarantined").rows() == [("pmta/n1/acct-a.csv", "loaded", 2, 1)]
+    assert b1.select("path", "status", "rows", "quarantined").rows() == [
+        ("pmta/n1/acct-a.csv", "loaded", 2, 1)
+    ]
     assert manifest.days_touched(b1) == ["2026-10-01", "2026-10-02"]
 
     # Nothing changed: nothing read, manifest untouched.
@@ -80,11 +88,15 @@ def test_open_segments_are_skipped_until_complete(tmp_path: Path) -> None:
     seg.chmod(0o644)
     lake = Lake.at(tmp_path / "lake")
     files = [f for f in landing.scan(root) if f.kind == "kumo"]
-    b = manifest.ingest(kind="kumo", files=files, lake=lake, fn=fake_ingest, batch_id="x", skip_open=True, workers=1)
+    b = manifest.ingest(
+        kind="kumo", files=files, lake=lake, fn=fake_ingest, batch_id="x", skip_open=True, workers=1
+    )
     assert b.select("status").to_series().to_list() == ["skipped_open"]
     seg.chmod(0o444)
     files = [f for f in landing.scan(root) if f.kind == "kumo"]
-    b = manifest.ingest(kind="kumo", files=files, lake=lake, fn=fake_ingest, batch_id="y", skip_open=True, workers=1)
+    b = manifest.ingest(
+        kind="kumo", files=files, lake=lake, fn=fake_ingest, batch_id="y", skip_open=True, workers=1
+    )
     assert b.select("status", "rows").rows() == [("loaded", 1)]
 
 
@@ -92,7 +104,9 @@ def test_events_day_dedupes_across_files_and_counts_per_file(tmp_path: Path) -> 
     root = tmp_path / "landing"
     (root / "pmta" / "n1").mkdir(parents=True)
     (root / "pmta" / "n1" / "a.csv").write_text("x1,2026-10-01T10:00\nx2,2026-10-01T11:00\n")
-    (root / "pmta" / "n1" / "b.csv").write_text("x2,2026-10-01T11:00\nx3,2026-10-01T12:00\nx4,2026-10-02T00:30\n")
+    (root / "pmta" / "n1" / "b.csv").write_text(
+        "x2,2026-10-01T11:00\nx3,2026-10-01T12:00\nx4,2026-10-02T00:30\n"
+    )
     lake = Lake.at(tmp_path / "lake")
     _ingest(root, lake, "b1")
     day = build_events_day(lake=lake, day="2026-10-01")

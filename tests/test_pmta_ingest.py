@@ -71,51 +71,127 @@ def assert_row(row: dict, expected: dict) -> None:
 
 DEFAULT_ROWS = {
     2: dict(
-        event_type="delivered", raw_type="d", event_time=t(2026, 3, 1, 10, 0, 5), queued_time=t(2026, 3, 1, 10, 0, 1),
-        sender="bounce-7@news.example.com", sender_domain="news.example.com", recipient="alice@gmail.com",
-        recipient_domain="gmail.com", pool=None, source="vmta-gmail-1", source_ip="203.0.113.10",
-        mx_host="gmail-smtp-in.l.google.com", mx_ip="142.250.102.27", smtp_code=250, enhanced_status="2.0.0",
-        response="OK  1772359205 a1si123 - gsmtp", raw_bounce_category=None, job_id="job-42", size_bytes=48211,
-        node="node-a", source_file="pmta/node-a/acct-2026-03-01-0000.csv",
-        extra={"dsnAction": "relayed", "dsnStatusText": "success", "srcType": "api",
-               "srcMta": "app1.example.com (10.0.0.5)", "dlvType": "smtp",
-               "dlvEsmtpAvailable": "PIPELINING,8BITMIME,SMTPUTF8", "queue": "gmail.com/vmta-gmail-1"},
+        event_type="delivered",
+        raw_type="d",
+        event_time=t(2026, 3, 1, 10, 0, 5),
+        queued_time=t(2026, 3, 1, 10, 0, 1),
+        sender="bounce-7@news.example.com",
+        sender_domain="news.example.com",
+        recipient="alice@gmail.com",
+        recipient_domain="gmail.com",
+        pool=None,
+        source="vmta-gmail-1",
+        source_ip="203.0.113.10",
+        mx_host="gmail-smtp-in.l.google.com",
+        mx_ip="142.250.102.27",
+        smtp_code=250,
+        enhanced_status="2.0.0",
+        response="OK  1772359205 a1si123 - gsmtp",
+        raw_bounce_category=None,
+        job_id="job-42",
+        size_bytes=48211,
+        node="node-a",
+        source_file="pmta/node-a/acct-2026-03-01-0000.csv",
+        extra={
+            "dsnAction": "relayed",
+            "dsnStatusText": "success",
+            "srcType": "api",
+            "srcMta": "app1.example.com (10.0.0.5)",
+            "dlvType": "smtp",
+            "dlvEsmtpAvailable": "PIPELINING,8BITMIME,SMTPUTF8",
+            "queue": "gmail.com/vmta-gmail-1",
+        },
     ),
     3: dict(
-        event_type="bounced", event_time=t(2026, 3, 1, 10, 0, 0), queued_time=t(2026, 3, 1, 9, 59, 0),
-        recipient="bob@Yahoo.COM", recipient_domain="yahoo.com", pool="pool-yahoo", source="vmta-yahoo-1",
-        mx_host="mta7.am0.yahoodns.net", mx_ip="67.195.204.72", smtp_code=554, enhanced_status="5.7.1",
-        response='Message rejected, see "policy" page', raw_bounce_category="spam-related", size_bytes=None,
-        extra={"dsnAction": "failed", "dsnStatusText": "delivery not authorized",
-               "dsnMta": "MTA7.AM0.YAHOODNS.NET. (67.195.204.72)", "srcType": "api",
-               "srcMta": "app1.example.com (10.0.0.5)", "dlvType": "smtp", "dlvEsmtpAvailable": "PIPELINING,8BITMIME",
-               "queue": "yahoo.rollup/vmta-yahoo-1"},
+        event_type="bounced",
+        event_time=t(2026, 3, 1, 10, 0, 0),
+        queued_time=t(2026, 3, 1, 9, 59, 0),
+        recipient="bob@Yahoo.COM",
+        recipient_domain="yahoo.com",
+        pool="pool-yahoo",
+        source="vmta-yahoo-1",
+        mx_host="mta7.am0.yahoodns.net",
+        mx_ip="67.195.204.72",
+        smtp_code=554,
+        enhanced_status="5.7.1",
+        response='Message rejected, see "policy" page',
+        raw_bounce_category="spam-related",
+        size_bytes=None,
+        extra={
+            "dsnAction": "failed",
+            "dsnStatusText": "delivery not authorized",
+            "dsnMta": "MTA7.AM0.YAHOODNS.NET. (67.195.204.72)",
+            "srcType": "api",
+            "srcMta": "app1.example.com (10.0.0.5)",
+            "dlvType": "smtp",
+            "dlvEsmtpAvailable": "PIPELINING,8BITMIME",
+            "queue": "yahoo.rollup/vmta-yahoo-1",
+        },
     ),
     4: dict(
-        event_type="deferred", event_time=t(2026, 3, 1, 17, 0, 0), queued_time=t(2026, 3, 1, 16, 0, 0),
-        mx_host="outlook-com.olc.protection.outlook.com", smtp_code=421, enhanced_status="4.7.0",
-        response="[TSS04] Messages temporarily deferred", raw_bounce_category="policy-related", job_id=None,
+        event_type="deferred",
+        event_time=t(2026, 3, 1, 17, 0, 0),
+        queued_time=t(2026, 3, 1, 16, 0, 0),
+        mx_host="outlook-com.olc.protection.outlook.com",
+        smtp_code=421,
+        enhanced_status="4.7.0",
+        response="[TSS04] Messages temporarily deferred",
+        raw_bounce_category="policy-related",
+        job_id=None,
         pool=None,
     ),
     5: dict(
-        event_type="expired", raw_type="b", event_time=t(2026, 3, 2, 10, 0, 0), smtp_code=421,
-        enhanced_status="4.4.7", response="Message expired", raw_bounce_category="message-expired",
-        mx_host=None, mx_ip=None, source_ip=None,
+        event_type="expired",
+        raw_type="b",
+        event_time=t(2026, 3, 2, 10, 0, 0),
+        smtp_code=421,
+        enhanced_status="4.4.7",
+        response="Message expired",
+        raw_bounce_category="message-expired",
+        mx_host=None,
+        mx_ip=None,
+        source_ip=None,
     ),
     6: dict(
-        event_type="delivered", recipient="kunde@Bücher.de", recipient_domain="xn--bcher-kva.de",
-        mx_host="mx.xn--bcher-kva.de", smtp_code=250, enhanced_status="2.0.0", response="ok dirdel",
-        raw_bounce_category="success", size_bytes=1024,
-        extra={"dsnAction": "relayed", "dsnStatusText": "success", "dsnDiagPrefix": "smtp;250 ", "srcType": "api",
-               "srcMta": "app1.example.com (10.0.0.5)", "dlvType": "smtp",
-               "dlvEsmtpAvailable": "ENHANCEDSTATUSCODES,8BITMIME", "queue": "bücher.de/vmta-de-1"},
+        event_type="delivered",
+        recipient="kunde@Bücher.de",
+        recipient_domain="xn--bcher-kva.de",
+        mx_host="mx.xn--bcher-kva.de",
+        smtp_code=250,
+        enhanced_status="2.0.0",
+        response="ok dirdel",
+        raw_bounce_category="success",
+        size_bytes=1024,
+        extra={
+            "dsnAction": "relayed",
+            "dsnStatusText": "success",
+            "dsnDiagPrefix": "smtp;250 ",
+            "srcType": "api",
+            "srcMta": "app1.example.com (10.0.0.5)",
+            "dlvType": "smtp",
+            "dlvEsmtpAvailable": "ENHANCEDSTATUSCODES,8BITMIME",
+            "queue": "bücher.de/vmta-de-1",
+        },
     ),
     7: dict(
-        event_type="queue_deferred", raw_type="tq", event_time=t(2026, 3, 1, 14, 0, 0), recipient=None,
-        recipient_domain=None, sender=None, source="vmta-x", source_ip="203.0.113.14",
-        mx_host="mx.unreachable.example", mx_ip="198.51.100.7", smtp_code=None, enhanced_status="4.4.1",
-        response=None, extra={"dsnStatusText": "no answer from host", "dlvType": "smtp",
-                              "queue": "unreachable.example/vmta-x"},
+        event_type="queue_deferred",
+        raw_type="tq",
+        event_time=t(2026, 3, 1, 14, 0, 0),
+        recipient=None,
+        recipient_domain=None,
+        sender=None,
+        source="vmta-x",
+        source_ip="203.0.113.14",
+        mx_host="mx.unreachable.example",
+        mx_ip="198.51.100.7",
+        smtp_code=None,
+        enhanced_status="4.4.1",
+        response=None,
+        extra={
+            "dsnStatusText": "no answer from host",
+            "dlvType": "smtp",
+            "queue": "unreachable.example/vmta-x",
+        },
     ),
 }
 
@@ -150,22 +226,50 @@ def test_crlf_and_lf_give_the_same_events(tmp_path: Path) -> None:
 
 def test_custom_record_fields_epoch_offsets_and_extra_columns() -> None:
     rows = by_line(parse(CUSTOM))
-    assert_row(rows[2], dict(
-        event_time=t(2026, 3, 1, 10, 0, 5), queued_time=None, recipient="eve@example.org",
-        sender="sender@mail.example.net", source="vmta-a", job_id="spring-sale",  # jobId empty -> header_x-job
-        message_id="<abc.123@mail.example.net>", tls_protocol="TLSv1.3", tls_cipher="TLS_AES_256_GCM_SHA384",
-        smtp_code=250, enhanced_status="2.0.0", response="Ok: queued as 4XyZ", size_bytes=2048,
-        extra={"header_x-job": "spring-sale", "dsnStatusText": "success", "userString": "node-a",
-               "timeImprinted": "1772359100"},
-    ))
-    assert_row(rows[3], dict(
-        event_time=t(2026, 3, 1, 10, 0, 0), job_id="job-7", message_id="<def@mail>", enhanced_status="2.0.0",
-        smtp_code=250, response="OK", size_bytes=None,
-        # bare status: nothing to keep; a diag without enhanced code keeps its prefix (diag = prefix +
-        # response), an unparseable size is kept verbatim
-        extra={"header_x-job": "spring-sale", "dsnDiagPrefix": "smtp;250 ", "userString": "node-a",
-               "dlvSize": "notanumber"},
-    ))
+    assert_row(
+        rows[2],
+        dict(
+            event_time=t(2026, 3, 1, 10, 0, 5),
+            queued_time=None,
+            recipient="eve@example.org",
+            sender="sender@mail.example.net",
+            source="vmta-a",
+            job_id="spring-sale",  # jobId empty -> header_x-job
+            message_id="<abc.123@mail.example.net>",
+            tls_protocol="TLSv1.3",
+            tls_cipher="TLS_AES_256_GCM_SHA384",
+            smtp_code=250,
+            enhanced_status="2.0.0",
+            response="Ok: queued as 4XyZ",
+            size_bytes=2048,
+            extra={
+                "header_x-job": "spring-sale",
+                "dsnStatusText": "success",
+                "userString": "node-a",
+                "timeImprinted": "1772359100",
+            },
+        ),
+    )
+    assert_row(
+        rows[3],
+        dict(
+            event_time=t(2026, 3, 1, 10, 0, 0),
+            job_id="job-7",
+            message_id="<def@mail>",
+            enhanced_status="2.0.0",
+            smtp_code=250,
+            response="OK",
+            size_bytes=None,
+            # bare status: nothing to keep; a diag without enhanced code keeps its prefix (diag = prefix +
+            # response), an unparseable size is kept verbatim
+            extra={
+                "header_x-job": "spring-sale",
+                "dsnDiagPrefix": "smtp;250 ",
+                "userString": "node-a",
+                "dlvSize": "notanumber",
+            },
+        ),
+    )
 
 
 def rebuild_diag(row: dict) -> str | None:
@@ -182,16 +286,47 @@ def rebuild_diag(row: dict) -> str | None:
 
 DIAG_CASES = [
     # (dsnStatus, dsnDiag, smtp_code, enhanced_status, response, what extra keeps)
-    ("5.1.1 (bad destination mailbox address)", "smtp;550 5.1.1 user unknown", 550, "5.1.1", "user unknown", {}),
-    ("5.0.0 (other)", "smtp;550 5.1.1 user unknown", 550, "5.0.0", "user unknown",
-     {"dsnDiagPrefix": "smtp;550 5.1.1 "}),
+    (
+        "5.1.1 (bad destination mailbox address)",
+        "smtp;550 5.1.1 user unknown",
+        550,
+        "5.1.1",
+        "user unknown",
+        {},
+    ),
+    (
+        "5.0.0 (other)",
+        "smtp;550 5.1.1 user unknown",
+        550,
+        "5.0.0",
+        "user unknown",
+        {"dsnDiagPrefix": "smtp;550 5.1.1 "},
+    ),
     ("2.0.0 (success)", "smtp;250 ok", 250, "2.0.0", "ok", {"dsnDiagPrefix": "smtp;250 "}),
-    ("4.4.7 (delivery time expired)", "smtp;421-4.4.7 expired", 421, "4.4.7", "expired",
-     {"dsnDiagPrefix": "smtp;421-4.4.7 "}),
-    ("5.7.1 (delivery not authorized)", "smtp;  554   5.7.1   spaced, \"quoted\"", 554, "5.7.1",
-     'spaced, "quoted"', {"dsnDiagPrefix": "smtp;  554   5.7.1   "}),
-    ("4.4.1 (no answer from host)", "Connection timed out", None, "4.4.1", "Connection timed out",
-     {"dsnDiag": "Connection timed out"}),
+    (
+        "4.4.7 (delivery time expired)",
+        "smtp;421-4.4.7 expired",
+        421,
+        "4.4.7",
+        "expired",
+        {"dsnDiagPrefix": "smtp;421-4.4.7 "},
+    ),
+    (
+        "5.7.1 (delivery not authorized)",
+        'smtp;  554   5.7.1   spaced, "quoted"',
+        554,
+        "5.7.1",
+        'spaced, "quoted"',
+        {"dsnDiagPrefix": "smtp;  554   5.7.1   "},
+    ),
+    (
+        "4.4.1 (no answer from host)",
+        "Connection timed out",
+        None,
+        "4.4.1",
+        "Connection timed out",
+        {"dsnDiag": "Connection timed out"},
+    ),
     ("2.0.0 (success)", "smtp;250", 250, "2.0.0", None, {"dsnDiag": "smtp;250"}),
     ("5.1.1", "x-postfix; host said: no", None, "5.1.1", "host said: no", {"dsnDiagPrefix": "x-postfix; "}),
     ("2.0.0 (success)", None, None, "2.0.0", None, {}),
@@ -203,7 +338,9 @@ def test_dsn_diag_keeps_exactly_what_rebuilds_it(tmp_path: Path, case: tuple) ->
     status, diag, code, enh, response, kept = case
     field = "" if diag is None else '"' + diag.replace('"', '""') + '"'
     p = tmp_path / "acct-diag.csv"
-    p.write_text(f"type,timeLogged,rcpt,dsnStatus,dsnDiag\nd,2026-03-01 10:00:00+0000,a@b.example,{status},{field}\n")
+    p.write_text(
+        f"type,timeLogged,rcpt,dsnStatus,dsnDiag\nd,2026-03-01 10:00:00+0000,a@b.example,{status},{field}\n"
+    )
     res = parse(p)
     assert res.stats.rows == 1
     row = res.events.row(0, named=True)
@@ -227,8 +364,10 @@ def test_a_column_named_like_a_derived_key_keeps_both_values(tmp_path: Path) -> 
     row = parse(p).events.row(0, named=True)
     assert (row["smtp_code"], row["enhanced_status"], row["response"]) == (250, "2.0.0", "ok")
     assert _extra_pairs(row) == [
-        ("dsnStatusText#2", "success"), ("dsnDiagPrefix#2", "smtp;250 "),
-        ("dsnDiagPrefix", "theirs"), ("dsnStatusText", "also theirs"),
+        ("dsnStatusText#2", "success"),
+        ("dsnDiagPrefix#2", "smtp;250 "),
+        ("dsnDiagPrefix", "theirs"),
+        ("dsnStatusText", "also theirs"),
     ]
 
 
@@ -240,26 +379,75 @@ def test_repeated_names_never_share_a_key_with_a_column(tmp_path: Path) -> None:
 
 
 ALL_TYPES_ROWS = {
-    2: dict(event_type="received", raw_type="r", pool="pool-main", source=None, source_ip=None,
-            message_id="<m1@news.example.com>", job_id="job-1",
-            extra={"srcType": "smtp", "srcMta": "inject.example.com (10.0.0.9)", "rcvSourceIp": "10.0.0.9",
-                   "rcvDestinationIp": "10.0.0.1", "vmta": "pool-main", "envId": "env-1"}),
-    3: dict(event_type="delivered", pool="pool-main", source="vmta-main-3", source_ip="203.0.113.20",
-            response="accepted", extra={"dsnAction": "relayed", "dsnStatusText": "success",
-                                        "queue": "example.org/vmta-main-3"}),
-    4: dict(event_type="complaint", raw_type="f", event_time=t(2026, 3, 2, 12, 0, 0), sender="bounce-1@news.example.com",
-            recipient="grace@example.org", recipient_domain="example.org", source_ip="203.0.113.20", mx_host=None,
-            extra={"format": "arf", "repSourceIp": "203.0.113.250", "feedbackType": "abuse",
-                   "userAgent": "Yahoo!-Mail-Feedback/2.0", "reportingMta": "mta1.fbl.example.net",
-                   "reportedDomain": "news.example.com", "arf_Reported-URI": "http://news.example.com/x",
-                   "rcvSourceIp#2": "198.51.100.99"}),
-    5: dict(event_type="remote_bounce", raw_type="rb", smtp_code=550, enhanced_status="5.1.1",
-            response='<henry@example.org>: "no such user"', mx_host="mx.example.org", mx_ip="192.0.2.10",
-            raw_bounce_category="bad-mailbox",
-            extra={"dsnStatusText": "bad destination mailbox address", "dsnReportingMta": "mx.example.org",
-                   "srcType": "smtp", "srcMta": "mx.example.org", "format": "dsn"}),
-    6: dict(event_type="remote_status", raw_type="rs", enhanced_status="2.0.0", smtp_code=None,
-            extra={"dsnAction": "delivered", "dsnStatusText": "success", "format": "dsn"}),
+    2: dict(
+        event_type="received",
+        raw_type="r",
+        pool="pool-main",
+        source=None,
+        source_ip=None,
+        message_id="<m1@news.example.com>",
+        job_id="job-1",
+        extra={
+            "srcType": "smtp",
+            "srcMta": "inject.example.com (10.0.0.9)",
+            "rcvSourceIp": "10.0.0.9",
+            "rcvDestinationIp": "10.0.0.1",
+            "vmta": "pool-main",
+            "envId": "env-1",
+        },
+    ),
+    3: dict(
+        event_type="delivered",
+        pool="pool-main",
+        source="vmta-main-3",
+        source_ip="203.0.113.20",
+        response="accepted",
+        extra={"dsnAction": "relayed", "dsnStatusText": "success", "queue": "example.org/vmta-main-3"},
+    ),
+    4: dict(
+        event_type="complaint",
+        raw_type="f",
+        event_time=t(2026, 3, 2, 12, 0, 0),
+        sender="bounce-1@news.example.com",
+        recipient="grace@example.org",
+        recipient_domain="example.org",
+        source_ip="203.0.113.20",
+        mx_host=None,
+        extra={
+            "format": "arf",
+            "repSourceIp": "203.0.113.250",
+            "feedbackType": "abuse",
+            "userAgent": "Yahoo!-Mail-Feedback/2.0",
+            "reportingMta": "mta1.fbl.example.net",
+            "reportedDomain": "news.example.com",
+            "arf_Reported-URI": "http://news.example.com/x",
+            "rcvSourceIp#2": "198.51.100.99",
+        },
+    ),
+    5: dict(
+        event_type="remote_bounce",
+        raw_type="rb",
+        smtp_code=550,
+        enhanced_status="5.1.1",
+        response='<henry@example.org>: "no such user"',
+        mx_host="mx.example.org",
+        mx_ip="192.0.2.10",
+        raw_bounce_category="bad-mailbox",
+        extra={
+            "dsnStatusText": "bad destination mailbox address",
+            "dsnReportingMta": "mx.example.org",
+            "srcType": "smtp",
+            "srcMta": "mx.example.org",
+            "format": "dsn",
+        },
+    ),
+    6: dict(
+        event_type="remote_status",
+        raw_type="rs",
+        enhanced_status="2.0.0",
+        smtp_code=None,
+        extra={"dsnAction": "delivered", "dsnStatusText": "success", "format": "dsn"},
+    ),
     7: dict(event_type="other", raw_type="zz", recipient_domain="example.org", extra={}),
 }
 
@@ -278,11 +466,21 @@ def test_messy_file_quarantines_each_bad_line_and_reconciles() -> None:
     assert (st.lines_read, st.rows, st.quarantined) == (17, 7, 5)
     assert (st.header_lines, st.blank_lines, st.continuation_lines) == (2, 2, 1)
     assert_reconciles(st)
-    assert st.reasons == {"too_many_fields": 1, "missing_type": 1, "bad_timestamp": 1, "malformed_csv": 1,
-                          "invalid_utf8": 1}
+    assert st.reasons == {
+        "too_many_fields": 1,
+        "missing_type": 1,
+        "bad_timestamp": 1,
+        "malformed_csv": 1,
+        "invalid_utf8": 1,
+    }
     q = {r["source_line"]: r for r in res.quarantine.to_dicts()}
     assert {k: v["reason"] for k, v in q.items()} == {
-        4: "too_many_fields", 5: "missing_type", 6: "bad_timestamp", 7: "malformed_csv", 16: "invalid_utf8"}
+        4: "too_many_fields",
+        5: "missing_type",
+        6: "bad_timestamp",
+        7: "malformed_csv",
+        16: "invalid_utf8",
+    }
     assert set(res.quarantine["reason"]) <= set(REASONS)
     raw = MESSY.read_bytes().split(b"\n")
     for line, row in q.items():  # byte offsets point at the line's first byte
@@ -295,13 +493,23 @@ def test_messy_file_quarantines_each_bad_line_and_reconciles() -> None:
 
     rows = by_line(res)
     assert sorted(rows) == [2, 8, 9, 12, 14, 15, 17]  # line 8 right after the broken line 7 survives
-    assert_row(rows[9], dict(event_type="bounced", recipient="h@y.example", smtp_code=550, enhanced_status="5.1.1",
-                        response="first line\nsecond line of the reply"))
+    assert_row(
+        rows[9],
+        dict(
+            event_type="bounced",
+            recipient="h@y.example",
+            smtp_code=550,
+            enhanced_status="5.1.1",
+            response="first line\nsecond line of the reply",
+        ),
+    )
     # after the second header, columns are mapped by the new names (rcpt before orig)
     assert_row(rows[12], dict(recipient="i@y.example", sender="a@x.example", enhanced_status=None))
     assert_row(rows[14], dict(recipient="j@y.example", sender=None))  # shorter than the header: padded
     assert_row(rows[15], dict(event_type="other", raw_type="x"))
-    assert_row(rows[17], dict(recipient="l@y.example", event_time=t(2026, 3, 1, 10, 0, 10)))  # no final newline
+    assert_row(
+        rows[17], dict(recipient="l@y.example", event_time=t(2026, 3, 1, 10, 0, 10))
+    )  # no final newline
 
 
 def test_data_before_any_header_is_quarantined() -> None:
@@ -323,8 +531,10 @@ def test_block_size_does_not_change_anything(path: Path, chunk: int) -> None:
 
 def test_unterminated_quote_at_end_of_file_is_confined_to_its_line(tmp_path: Path) -> None:
     p = tmp_path / "acct.csv"
-    p.write_text('type,timeLogged,rcpt,dsnDiag\nd,2026-03-01 10:00:00+0000,a@b.example,"smtp;250 ok\n'
-                 'd,2026-03-01 10:00:01+0000,c@b.example,smtp;250 ok\n')
+    p.write_text(
+        'type,timeLogged,rcpt,dsnDiag\nd,2026-03-01 10:00:00+0000,a@b.example,"smtp;250 ok\n'
+        "d,2026-03-01 10:00:01+0000,c@b.example,smtp;250 ok\n"
+    )
     res = parse(p)
     assert res.quarantine.select("source_line", "reason").rows() == [(2, "malformed_csv")]
     assert res.events["recipient"].to_list() == ["c@b.example"]
@@ -333,8 +543,10 @@ def test_unterminated_quote_at_end_of_file_is_confined_to_its_line(tmp_path: Pat
 
 def test_bad_quote_inside_a_field_is_quarantined(tmp_path: Path) -> None:
     p = tmp_path / "acct.csv"
-    p.write_text('type,timeLogged,rcpt,dsnDiag\nd,2026-03-01 10:00:00+0000,a@b.example,"smtp;250" ok\n'
-                 'd,2026-03-01 10:00:01+0000,c@b.example,smtp;250 ok\n')
+    p.write_text(
+        'type,timeLogged,rcpt,dsnDiag\nd,2026-03-01 10:00:00+0000,a@b.example,"smtp;250" ok\n'
+        "d,2026-03-01 10:00:01+0000,c@b.example,smtp;250 ok\n"
+    )
     res = parse(p)
     assert res.quarantine.select("source_line", "reason").rows() == [(2, "malformed_csv")]
     assert res.events["recipient"].to_list() == ["c@b.example"]
@@ -348,7 +560,8 @@ def test_overlong_line_is_quarantined_and_skipped(tmp_path: Path, monkeypatch: p
     p.write_text(f"type,timeLogged,rcpt,dsnDiag\n{long_line}\nd,2026-03-01 10:00:01+0000,c@b.example,ok\n")
     res = parse(p, chunk_bytes=16)
     assert res.quarantine.select("source_line", "byte_offset", "reason", "raw_text").rows() == [
-        (2, 29, "malformed_csv", long_line[:10])]
+        (2, 29, "malformed_csv", long_line[:10])
+    ]
     assert by_line(res)[3]["recipient"] == "c@b.example"
     assert_reconciles(res.stats)
 
@@ -406,7 +619,10 @@ def test_plain_file_reader_cuts_the_same_blocks_as_the_generic_one(
     p = tmp_path / "acct.csv"
     fallbacks = 0
     for _ in range(300):
-        lines = [b"x" * rng.choice([0, 1, 5, 63, 64, 65, 300, 999, 1000, 1001, 2500]) for _ in range(rng.randint(0, 25))]
+        lines = [
+            b"x" * rng.choice([0, 1, 5, 63, 64, 65, 300, 999, 1000, 1001, 2500])
+            for _ in range(rng.randint(0, 25))
+        ]
         p.write_bytes(b"\n".join(lines) + rng.choice([b"", b"\n", b"\r\n"]))
         size = rng.choice([1, 2, 10, 64, 100, 4096])
         generic = _blocks_of(p, size, plain=False)
@@ -494,7 +710,8 @@ def test_truncated_gzip_keeps_what_was_readable(tmp_path: Path, chunk: int) -> N
     assert st.header_lines == sum(1 for ln in complete.split(b"\r\n") if ln.startswith(b"type,"))
     assert st.rows == n_complete - st.header_lines
     assert res.quarantine.select("source_line", "reason", "raw_text").rows() == [
-        (n_complete + 1, "truncated_stream", unfinished.decode())]
+        (n_complete + 1, "truncated_stream", unfinished.decode())
+    ]
     assert_reconciles(st)
 
 
@@ -504,14 +721,26 @@ def test_truncated_gzip_keeps_what_was_readable(tmp_path: Path, chunk: int) -> N
 def test_ingest_streams_to_parquet_and_is_deterministic(tmp_path: Path) -> None:
     ref = parse(MESSY)
     out1, q1 = tmp_path / "a" / "ev.parquet", tmp_path / "a" / "q.parquet"
-    st = ingest_pmta_file(MESSY, rel_path="pmta/node-a/acct-messy.csv", node="node-a", events_out=out1,
-                          quarantine_out=q1, chunk_bytes=64)
+    st = ingest_pmta_file(
+        MESSY,
+        rel_path="pmta/node-a/acct-messy.csv",
+        node="node-a",
+        events_out=out1,
+        quarantine_out=q1,
+        chunk_bytes=64,
+    )
     assert st == ref.stats
     assert pl.read_parquet(out1).equals(ref.events)
     assert pl.read_parquet(q1).equals(ref.quarantine)
     out2, q2 = tmp_path / "b" / "ev.parquet", tmp_path / "b" / "q.parquet"
-    ingest_pmta_file(MESSY, rel_path="pmta/node-a/acct-messy.csv", node="node-a", events_out=out2,
-                     quarantine_out=q2, chunk_bytes=64)
+    ingest_pmta_file(
+        MESSY,
+        rel_path="pmta/node-a/acct-messy.csv",
+        node="node-a",
+        events_out=out2,
+        quarantine_out=q2,
+        chunk_bytes=64,
+    )
     assert out1.read_bytes() == out2.read_bytes() and q1.read_bytes() == q2.read_bytes()
     assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temp files left
 
@@ -528,8 +757,15 @@ def test_ingest_writes_an_empty_quarantine_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("bücher.de", "xn--bcher-kva.de"), ("GMAIL.com.", "gmail.com"), ("xn--bcher-kva.de", "xn--bcher-kva.de"),
-     ("Bücher.DE>", "xn--bcher-kva.de"), ("", None), (None, None), ("a_b.example", "a_b.example")],
+    [
+        ("bücher.de", "xn--bcher-kva.de"),
+        ("GMAIL.com.", "gmail.com"),
+        ("xn--bcher-kva.de", "xn--bcher-kva.de"),
+        ("Bücher.DE>", "xn--bcher-kva.de"),
+        ("", None),
+        (None, None),
+        ("a_b.example", "a_b.example"),
+    ],
 )
 def test_domain_normalisation(raw: str | None, expected: str | None) -> None:
     got = pl.DataFrame({"d": [raw]}, schema={"d": pl.String}).select(normalise_domain(pl.col("d"))).item()
@@ -551,34 +787,100 @@ def test_pmta_guide_samples() -> None:
         assert r.quarantine.height == 0
         assert_reconciles(r.stats)
     acct = by_line(res["acct-2019-02-08-0000.csv"])
-    assert_row(acct[2], dict(event_type="delivered", event_time=t(2019, 2, 8, 21, 54, 5), recipient="D@1181.com",
-                        recipient_domain="1181.com", mx_host="foo.int.port25.com", mx_ip="10.1.2.3",
-                        smtp_code=250, enhanced_status="2.0.0", response="DATA ok", size_bytes=41159,
-                        source="vmta48", job_id="JoBID29546016861868", pool=None))
-    assert_row(acct[3], dict(event_type="bounced", recipient_domain="yahoo.com", smtp_code=554, enhanced_status="5.7.1",
-                        raw_bounce_category="spam-related", source_ip="10.1.2.3",
-                        response="Denied - Spam Suspected - "
-                                 "http://www.w357sfhsjhf873.net/services/spamwatch/blocked.php"))
-    assert_row(acct[4], dict(event_type="deferred", recipient_domain="yahoo.fr", smtp_code=421, mx_ip="10.1.2.165",
-                        source_ip="10.59.14.69", response="mx002.roc2.bluetie.com Error: too many errors"))
+    assert_row(
+        acct[2],
+        dict(
+            event_type="delivered",
+            event_time=t(2019, 2, 8, 21, 54, 5),
+            recipient="D@1181.com",
+            recipient_domain="1181.com",
+            mx_host="foo.int.port25.com",
+            mx_ip="10.1.2.3",
+            smtp_code=250,
+            enhanced_status="2.0.0",
+            response="DATA ok",
+            size_bytes=41159,
+            source="vmta48",
+            job_id="JoBID29546016861868",
+            pool=None,
+        ),
+    )
+    assert_row(
+        acct[3],
+        dict(
+            event_type="bounced",
+            recipient_domain="yahoo.com",
+            smtp_code=554,
+            enhanced_status="5.7.1",
+            raw_bounce_category="spam-related",
+            source_ip="10.1.2.3",
+            response="Denied - Spam Suspected - http://www.w357sfhsjhf873.net/services/spamwatch/blocked.php",
+        ),
+    )
+    assert_row(
+        acct[4],
+        dict(
+            event_type="deferred",
+            recipient_domain="yahoo.fr",
+            smtp_code=421,
+            mx_ip="10.1.2.165",
+            source_ip="10.59.14.69",
+            response="mx002.roc2.bluetie.com Error: too many errors",
+        ),
+    )
     assert json.loads(acct[3]["extra"])["queue"] == "yahoo.rollup/vmta18"
     epoch = by_line(res["acct-epoch-2007-05-10-0000.csv"])
-    assert [epoch[i]["event_time"] for i in (2, 3, 4)] == [t(2007, 5, 10, 14, 38, 23), t(2007, 5, 10, 14, 38, 25),
-                                                          t(2007, 5, 10, 14, 38, 35)]
+    assert [epoch[i]["event_time"] for i in (2, 3, 4)] == [
+        t(2007, 5, 10, 14, 38, 23),
+        t(2007, 5, 10, 14, 38, 25),
+        t(2007, 5, 10, 14, 38, 35),
+    ]
     assert epoch[4]["raw_bounce_category"] == "policy-related" and epoch[2]["source_ip"] == "10.0.0.1"
     f = by_line(res["acct-f-2010-04-12-0000.csv"])[2]
-    assert_row(f, dict(event_type="complaint", event_time=t(2010, 4, 12, 15, 40, 37), source_ip="169.63.151.30",
-                  extra={"format": "arf", "userAgent": "AOL SComp", "reportingMta": "mail1.domain.com"}))
+    assert_row(
+        f,
+        dict(
+            event_type="complaint",
+            event_time=t(2010, 4, 12, 15, 40, 37),
+            source_ip="169.63.151.30",
+            extra={"format": "arf", "userAgent": "AOL SComp", "reportingMta": "mail1.domain.com"},
+        ),
+    )
     r = by_line(res["acct-r-2010-04-17-0000.csv"])[2]
-    assert_row(r, dict(event_type="received", event_time=t(2010, 4, 17, 20, 19, 57), pool="vmta1", source=None,
-                  job_id="job2"))
+    assert_row(
+        r,
+        dict(
+            event_type="received",
+            event_time=t(2010, 4, 17, 20, 19, 57),
+            pool="vmta1",
+            source=None,
+            job_id="job2",
+        ),
+    )
     rb = by_line(res["acct-rb-2010-12-01-0000.csv"])[2]
-    assert_row(rb, dict(event_type="remote_bounce", smtp_code=550, enhanced_status="5.1.1",
-                   mx_host="mail.remotedomain.com", mx_ip="169.3.169.30", recipient_domain="somedomain.com",
-                   response='no such local recipient: <lksjflkj@somedomain.com> in "RCPT TO:<lksjflkj@somedomain.com>"'))
+    assert_row(
+        rb,
+        dict(
+            event_type="remote_bounce",
+            smtp_code=550,
+            enhanced_status="5.1.1",
+            mx_host="mail.remotedomain.com",
+            mx_ip="169.3.169.30",
+            recipient_domain="somedomain.com",
+            response='no such local recipient: <lksjflkj@somedomain.com> in "RCPT TO:<lksjflkj@somedomain.com>"',
+        ),
+    )
     tq = by_line(res["acct-tq-2019-02-08-0000.csv"])[2]
-    assert_row(tq, dict(event_type="queue_deferred", recipient_domain=None, mx_host="mx.xn--bcher-kva.de",
-                   enhanced_status="4.4.1", source="vmta29"))
+    assert_row(
+        tq,
+        dict(
+            event_type="queue_deferred",
+            recipient_domain=None,
+            mx_host="mx.xn--bcher-kva.de",
+            enhanced_status="4.4.1",
+            source="vmta29",
+        ),
+    )
 
 
 @pytest.mark.parametrize(
@@ -595,16 +897,24 @@ def test_pmta_guide_samples() -> None:
         (["a@x.example", None], ["x.example", None]),
     ],
 )
-def test_domains_shortcut_and_general_path_agree(addresses: list[str | None], domains: list[str | None]) -> None:
+def test_domains_shortcut_and_general_path_agree(
+    addresses: list[str | None], domains: list[str | None]
+) -> None:
     s = pl.Series(addresses, dtype=pl.String)
     assert pmta._domains(s, len(s)).cast(pl.String).to_list() == domains
 
 
 def test_raw_events_writer_round_trip_and_layout(tmp_path: Path) -> None:
     batches = [
-        pl.DataFrame({"event_id": ["a", "b"], "extra": ['{"k":"1"}', "{}"], "source_line": [1, 2],
-                      "pool": ["p1", None], "event_time": [datetime(2026, 3, 1, tzinfo=UTC)] * 2}
-                     ).with_columns(mta=constant_categorical("pmta", 2)),
+        pl.DataFrame(
+            {
+                "event_id": ["a", "b"],
+                "extra": ['{"k":"1"}', "{}"],
+                "source_line": [1, 2],
+                "pool": ["p1", None],
+                "event_time": [datetime(2026, 3, 1, tzinfo=UTC)] * 2,
+            }
+        ).with_columns(mta=constant_categorical("pmta", 2)),
         pl.DataFrame({"event_id": ["c"], "extra": ['{"k":"1"}'], "source_line": [3], "pool": ["p2"]}),
     ]
     out = tmp_path / "raw.parquet"
@@ -613,7 +923,9 @@ def test_raw_events_writer_round_trip_and_layout(tmp_path: Path) -> None:
         w.write(b)
     w.close()
     assert pq.read_schema(out).names == list(EVENT_SCHEMA)
-    assert {f.name for f in pq.read_schema(out) if str(f.type).startswith("dictionary")} == set(RAW_DICTIONARY_COLUMNS)
+    assert {f.name for f in pq.read_schema(out) if str(f.type).startswith("dictionary")} == set(
+        RAW_DICTIONARY_COLUMNS
+    )
     codecs, with_stats = raw_file_layout(out)
     assert (codecs.pop("event_id"), codecs.pop("extra")) == ("UNCOMPRESSED", "ZSTD")
     assert set(codecs.values()) == {"LZ4"}
@@ -621,7 +933,10 @@ def test_raw_events_writer_round_trip_and_layout(tmp_path: Path) -> None:
     back = conform(pl.scan_parquet(out)).collect()
     assert back.schema == EVENT_SCHEMA
     assert back.select("event_id", "mta", "extra", "pool", "source_line").rows() == [
-        ("a", "pmta", '{"k":"1"}', "p1", 1), ("b", "pmta", "{}", None, 2), ("c", None, '{"k":"1"}', "p2", 3)]
+        ("a", "pmta", '{"k":"1"}', "p1", 1),
+        ("b", "pmta", "{}", None, 2),
+        ("c", None, '{"k":"1"}', "p2", 3),
+    ]
 
     empty = tmp_path / "empty.parquet"
     w = RawEventsWriter(empty)
@@ -656,7 +971,11 @@ def test_raw_files_with_and_without_dictionary_columns_read_together(tmp_path: P
         got = scan_raw_files(order).collect()
         assert got.schema == EVENT_SCHEMA
         assert sorted(got.select("event_id", "mta", "extra").rows()) == [
-            ("a", "pmta", "{}"), ("b", "pmta", '{"k":"v"}'), ("c", "pmta", '{"k":"v"}'), ("c", "pmta", "{}")]
+            ("a", "pmta", "{}"),
+            ("b", "pmta", '{"k":"v"}'),
+            ("c", "pmta", '{"k":"v"}'),
+            ("c", "pmta", "{}"),
+        ]
 
 
 def test_times_outside_1970_to_2099_are_unusable_not_fatal(tmp_path: Path) -> None:
@@ -671,9 +990,19 @@ def test_times_outside_1970_to_2099_are_unusable_not_fatal(tmp_path: Path) -> No
     )
     res = parse(p)
     assert res.quarantine.select("source_line", "reason").rows() == [
-        (2, "bad_timestamp"), (3, "bad_timestamp"), (5, "bad_timestamp")]
+        (2, "bad_timestamp"),
+        (3, "bad_timestamp"),
+        (5, "bad_timestamp"),
+    ]
     rows = by_line(res)
-    assert rows[4]["queued_time"] is None and json.loads(rows[4]["extra"]) == {"timeQueued": "1969-12-31 23:59:59+0000"}
-    assert rows[6]["event_time"] == t(2099, 12, 31, 23, 59, 59) and rows[6]["queued_time"] == t(1970, 1, 1, 0, 0, 0)
-    assert (res.stats.first_event_time, res.stats.last_event_time) == (t(2026, 3, 1, 10, 0, 0), t(2099, 12, 31, 23, 59, 59))
+    assert rows[4]["queued_time"] is None and json.loads(rows[4]["extra"]) == {
+        "timeQueued": "1969-12-31 23:59:59+0000"
+    }
+    assert rows[6]["event_time"] == t(2099, 12, 31, 23, 59, 59) and rows[6]["queued_time"] == t(
+        1970, 1, 1, 0, 0, 0
+    )
+    assert (res.stats.first_event_time, res.stats.last_event_time) == (
+        t(2026, 3, 1, 10, 0, 0),
+        t(2099, 12, 31, 23, 59, 59),
+    )
     assert_reconciles(res.stats)

@@ -51,7 +51,9 @@ def test_ingested_days_sensor_requests_exactly_the_touched_days(tmp_path: Path) 
          "days_touched": ["2026-10-01", "2026-10-02"], "ingested_at": "2026-11-01T00:00:00+00:00"},
     ]  # fmt: skip
     df = pl.DataFrame(rows).with_columns(pl.col("ingested_at").str.to_datetime(time_zone="UTC"))
-    full = df.select([pl.col(c) if c in df.columns else pl.lit(None).alias(c) for c in MANIFEST_SCHEMA.names()]).cast(MANIFEST_SCHEMA)  # type: ignore[arg-type]
+    full = df.select(
+        [pl.col(c) if c in df.columns else pl.lit(None).alias(c) for c in MANIFEST_SCHEMA.names()]
+    ).cast(MANIFEST_SCHEMA)  # type: ignore[arg-type]
     write_parquet(full, manifest_path(lake, "pmta"))
     ctx = dg.build_sensor_context(cursor=None, resources={"lake": LakeResource(root=str(lake.root))})
     res = ingested_days_sensor(ctx)
@@ -66,10 +68,16 @@ def test_cutover_verdict_sensor_alerts_once_when_a_pool_turns(tmp_path: Path) ->
 
     lake = Lake.at(tmp_path / "lake")
     res = {"lake": LakeResource(root=str(lake.root))}
-    write_table(pl.DataFrame({"pool": ["a", "b"], "verdict": ["proceed", "watch"]}), lake=lake, table="cutover_verdicts")
+    write_table(
+        pl.DataFrame({"pool": ["a", "b"], "verdict": ["proceed", "watch"]}),
+        lake=lake,
+        table="cutover_verdicts",
+    )
     ctx = dg.build_sensor_context(cursor=None, resources=res)
     assert "no verdict turned" in cutover_verdict_sensor(ctx).skip_message
-    write_table(pl.DataFrame({"pool": ["a", "b"], "verdict": ["hold", "watch"]}), lake=lake, table="cutover_verdicts")
+    write_table(
+        pl.DataFrame({"pool": ["a", "b"], "verdict": ["hold", "watch"]}), lake=lake, table="cutover_verdicts"
+    )
     ctx2 = dg.build_sensor_context(cursor=ctx.cursor, resources=res)
     assert cutover_verdict_sensor(ctx2).skip_message == "ALERT: a=hold"
     ctx3 = dg.build_sensor_context(cursor=ctx2.cursor, resources=res)

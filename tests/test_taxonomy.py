@@ -125,8 +125,26 @@ def test_categories_and_consequences_are_exactly_the_documented_set():
 
 
 def test_vectorised_mapping_matches_the_tables_and_handles_blank_unknown_and_case():
-    labels = [*PMTA_EXPECTED, *KUMO_EXPECTED, "Bad_Mailbox", "INVALIDRECIPIENT", " spam-related ", "my-custom-cat", "", None]
-    expected = [*PMTA_EXPECTED.values(), *KUMO_EXPECTED.values(), "bad-mailbox", "bad-mailbox", "spam-related", "other", None, None]
+    labels = [
+        *PMTA_EXPECTED,
+        *KUMO_EXPECTED,
+        "Bad_Mailbox",
+        "INVALIDRECIPIENT",
+        " spam-related ",
+        "my-custom-cat",
+        "",
+        None,
+    ]
+    expected = [
+        *PMTA_EXPECTED.values(),
+        *KUMO_EXPECTED.values(),
+        "bad-mailbox",
+        "bad-mailbox",
+        "spam-related",
+        "other",
+        None,
+        None,
+    ]
     out = pl.DataFrame({"raw": labels}, schema={"raw": pl.String}).select(
         map_raw_category("raw").alias("category"), raw_label_known("raw").alias("known")
     )

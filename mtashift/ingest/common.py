@@ -214,7 +214,10 @@ def raw_compression(columns: list[str]) -> dict[str, object]:
     long JSON text (the whole record, for KumoMTA) compresses as fast as with LZ4 and a quarter smaller.
     """
     codecs = {c: "none" if c == "event_id" else "zstd" if c == "extra" else RAW_COMPRESSION for c in columns}
-    return {"compression": codecs, "compression_level": {c: -1 for c, codec in codecs.items() if codec == "zstd"}}
+    return {
+        "compression": codecs,
+        "compression_level": {c: -1 for c, codec in codecs.items() if codec == "zstd"},
+    }
 
 
 def raw_categorical() -> pl.Categorical:
@@ -248,7 +251,8 @@ def raw_arrow_schema() -> pa.Schema:
     base = pl.DataFrame(schema=EVENT_SCHEMA).to_arrow().schema
     return pa.schema(
         [
-            pa.field(f.name, pa.dictionary(pa.uint32(), pa.large_string())) if f.name in RAW_DICTIONARY_COLUMNS
+            pa.field(f.name, pa.dictionary(pa.uint32(), pa.large_string()))
+            if f.name in RAW_DICTIONARY_COLUMNS
             else pa.field(f.name, f.type)
             for f in base
         ]
@@ -365,7 +369,8 @@ class RawEventsWriter:
             # day partitions (zstd) supersede
             **raw_compression(self.schema.names),
             use_dictionary=[*RAW_DICTIONARY_COLUMNS, "smtp_code"],
-            dictionary_pagesize_limit=64 * 2**20,  # a batch's dictionary stays one page, never a dense fallback
+            dictionary_pagesize_limit=64
+            * 2**20,  # a batch's dictionary stays one page, never a dense fallback
             write_statistics=RAW_STATISTICS,
         )
         self._thread = WriterThread(pending=pending, name="raw-events-writer")

@@ -503,8 +503,9 @@ class _Prepared:
     rejected: pl.DataFrame | None  # rows rejected for type or time
 
 
-def _prepare(data: bytes, header: _Header | None, *, file_start: bool, node: str | None,
-             rel_path: str) -> _Prepared | None:
+def _prepare(
+    data: bytes, header: _Header | None, *, file_start: bool, node: str | None, rel_path: str
+) -> _Prepared | None:
     bom = file_start and data.startswith(BOM)
     if bom:
         data = data[3:]
@@ -597,8 +598,9 @@ class _Reader:
                     if not isinstance(item, bytes):
                         ahead.append((item, None, None))
                         continue
-                    fut = pool.submit(_prepare, item, spec, file_start=file_start, node=self.node,
-                                      rel_path=self.rel_path)
+                    fut = pool.submit(
+                        _prepare, item, spec, file_start=file_start, node=self.node, rel_path=self.rel_path
+                    )
                     ahead.append((item, fut, spec))
                     spec = _first_line_header(item) or spec
                     file_start = False
@@ -652,8 +654,15 @@ class _Reader:
     def _reject_long_line(self, line: _LongLine) -> None:
         text = line.head.decode("utf-8", "replace")
         self._quarantine_rows(
-            [(self.lines_done + 1, self.bytes_done, "malformed_csv",
-              f"line of {line.length} bytes is longer than {MAX_LINE_BYTES} (first {QUARANTINE_TEXT_MAX} kept)", text)]
+            [
+                (
+                    self.lines_done + 1,
+                    self.bytes_done,
+                    "malformed_csv",
+                    f"line of {line.length} bytes is longer than {MAX_LINE_BYTES} (first {QUARANTINE_TEXT_MAX} kept)",
+                    text,
+                )
+            ]
         )
         self.lines_done += 1
         self.stats.lines_read += 1
@@ -663,7 +672,9 @@ class _Reader:
         """One quarantine row for the damaged end of a compressed stream; it counts as one line (the
         unfinished last line, or the unknown remainder when the damage fell on a line end)."""
         line = self.lines_done + 1 if err.partial else None
-        detail = f"stream unreadable after {self.bytes_done + len(err.partial)} decompressed bytes: {err.detail}"
+        detail = (
+            f"stream unreadable after {self.bytes_done + len(err.partial)} decompressed bytes: {err.detail}"
+        )
         self._quarantine_rows(
             [(line, self.bytes_done, "truncated_stream", detail, err.partial.decode("utf-8", "replace"))]
         )
@@ -798,7 +809,9 @@ class _Reader:
             if header is None:
                 live = np.flatnonzero(~consumed[s:e] & ~blank[s:e]) + s
                 for i in live.tolist():
-                    rejects.append(_Reject(i, "no_header", "data line before any header line", texts[i] or ""))
+                    rejects.append(
+                        _Reject(i, "no_header", "data line before any header line", texts[i] or "")
+                    )
                 for r in seg_records:
                     rejects.append(_Reject(r.idx, "no_header", "data line before any header line", r.text))
                 continue
@@ -808,7 +821,12 @@ class _Reader:
             whole = e == n_keep and s <= 1 and consumed[:s].all() and not consumed[s:e].any()
             parsed, more = self._parse_segment(
                 (data if data_len == len(data) else data[:data_len]) if whole else None,
-                texts, consumed, blank, s, e, header,
+                texts,
+                consumed,
+                blank,
+                s,
+                e,
+                header,
             )
             seg_records.extend(more)
             good = [r for r in seg_records if r.reason is None]
@@ -896,8 +914,15 @@ class _Reader:
             lo, hi, buf = work.pop()
             skip = 0
             if buf is None:
-                seg = texts.slice(lo, hi - lo).to_frame("t").select(
-                    pl.when(pl.Series(consumed[lo:hi])).then(pl.lit("")).otherwise(pl.col("t")).fill_null("")
+                seg = (
+                    texts.slice(lo, hi - lo)
+                    .to_frame("t")
+                    .select(
+                        pl.when(pl.Series(consumed[lo:hi]))
+                        .then(pl.lit(""))
+                        .otherwise(pl.col("t"))
+                        .fill_null("")
+                    )
                 )
                 buf = seg.to_series().str.join("\n").item().encode("utf-8")
             else:
@@ -928,7 +953,9 @@ class _Reader:
                 fields = rows[0] if rows else []
                 if len(fields) > width:
                     records.append(
-                        _Record(i, fields, text, "too_many_fields", f"{len(fields)} fields, header has {width}")
+                        _Record(
+                            i, fields, text, "too_many_fields", f"{len(fields)} fields, header has {width}"
+                        )
                     )
                 else:
                     records.append(_Record(i, fields, text))
@@ -1107,8 +1134,13 @@ def _coded(s: pl.Series) -> _Coded | None:
     return _Coded(u, codes, s.null_count())
 
 
-def _per_value(s: pl.Series, fn: Callable[[pl.Series], pl.Series], coded: _Coded | None = None, *,
-               categorical: bool = False) -> pl.Series:
+def _per_value(
+    s: pl.Series,
+    fn: Callable[[pl.Series], pl.Series],
+    coded: _Coded | None = None,
+    *,
+    categorical: bool = False,
+) -> pl.Series:
     """``fn`` (element-wise, null -> null) computed once per distinct value when that is cheaper; as a
     Categorical then, if asked (for output columns stored dictionary-encoded)."""
     c = coded if coded is not None else _coded(s)
@@ -1122,8 +1154,9 @@ def _rows(c: _Coded | None, values: pl.Series, *, categorical: bool = False) -> 
     return c.categorical(values) if categorical else c.gather(values)
 
 
-def _split(s: pl.Series, parts: Callable[[pl.Series, str], pl.DataFrame], key: str
-           ) -> tuple[_Coded | None, pl.DataFrame, _Piece]:
+def _split(
+    s: pl.Series, parts: Callable[[pl.Series, str], pl.DataFrame], key: str
+) -> tuple[_Coded | None, pl.DataFrame, _Piece]:
     """``parts`` of a column computed once per distinct value when it repeats (else per row), and its
     `extra` piece from the ``frag`` column of those parts."""
     c = _coded(s)
@@ -1142,11 +1175,15 @@ def _ev(s: pl.Series, expr: pl.Expr) -> pl.Series:
 
 def _frag(key: str, s: pl.Series) -> pl.Series:
     """``,"key":"value"`` (JSON-escaped) per element; null for null or empty values."""
-    f = s.rename(key).to_frame().select(
-        pl.when(pl.col(key) != "").then(
-            pl.concat_str(
-                pl.lit(","),
-                pl.struct(pl.col(key)).struct.json_encode().str.strip_prefix("{").str.strip_suffix("}"),
+    f = (
+        s.rename(key)
+        .to_frame()
+        .select(
+            pl.when(pl.col(key) != "").then(
+                pl.concat_str(
+                    pl.lit(","),
+                    pl.struct(pl.col(key)).struct.json_encode().str.strip_prefix("{").str.strip_suffix("}"),
+                )
             )
         )
     )
@@ -1191,8 +1228,12 @@ def _split_times(s: pl.Series) -> pl.Series | None:
     first = s.drop_nulls().head(1)
     suffix = first.str.slice(19).item() if len(first) else ""
     oc = None
-    if suffix and s.null_count() == 0 and (s.str.len_bytes() == 19 + len(suffix.encode())).all() \
-            and s.str.ends_with(suffix).all():
+    if (
+        suffix
+        and s.null_count() == 0
+        and (s.str.len_bytes() == 19 + len(suffix.encode())).all()
+        and s.str.ends_with(suffix).all()
+    ):
         suffixes = pl.Series([suffix])  # one offset in the whole batch (the usual case): nothing to code
     else:
         oc = _coded(s.str.slice(19))
@@ -1200,8 +1241,12 @@ def _split_times(s: pl.Series) -> pl.Series | None:
             return None
         suffixes = oc.u
     # the offset as the UTC epoch of 1970-01-01 00:00:00 at that offset: the same %z parser decides
-    offset = _ev(suffixes, pl.concat_str(pl.lit("1970-01-01 00:00:00"), pl.col("v")).str.to_datetime(
-        TIME_FORMAT, strict=False, time_unit="us", cache=False).dt.epoch("us"))
+    offset = _ev(
+        suffixes,
+        pl.concat_str(pl.lit("1970-01-01 00:00:00"), pl.col("v"))
+        .str.to_datetime(TIME_FORMAT, strict=False, time_unit="us", cache=False)
+        .dt.epoch("us"),
+    )
     base = s.str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False, time_unit="us", cache=False)
     if oc is None or oc.constant:
         o = offset.item()
@@ -1233,7 +1278,9 @@ def _times(s: pl.Series | None, n: int) -> pl.Series:
     us = dt.dt.epoch("us")
     lo = us.min()
     if lo is not None and (lo < 0 or us.max() >= EPOCH_MAX * 1_000_000):
-        dt = pl.select(pl.when(pl.lit(us).is_between(0, EPOCH_MAX * 1_000_000, closed="left")).then(pl.lit(dt))).to_series()
+        dt = pl.select(
+            pl.when(pl.lit(us).is_between(0, EPOCH_MAX * 1_000_000, closed="left")).then(pl.lit(dt))
+        ).to_series()
     return dt
 
 
@@ -1263,9 +1310,13 @@ def _domains(addr: pl.Series | None, n: int) -> pl.Series:
 def _status_parts(u: pl.Series, key: str, *, text_key: str) -> pl.DataFrame:
     """dsnStatus -> enhanced status, and the `extra` fragment: its text (under ``text_key``), or the raw value
     if irregular."""
-    f = u.rename("v").to_frame().with_columns(
-        enh=pl.col("v").str.extract(rf"^\s*({ENHANCED})"),
-        text=pl.col("v").str.extract(rf"^\s*{ENHANCED} \((.*)\)$"),
+    f = (
+        u.rename("v")
+        .to_frame()
+        .with_columns(
+            enh=pl.col("v").str.extract(rf"^\s*({ENHANCED})"),
+            text=pl.col("v").str.extract(rf"^\s*{ENHANCED} \((.*)\)$"),
+        )
     )
     exact = pl.concat_str(pl.col("enh"), pl.lit(" ("), pl.col("text"), pl.lit(")")).eq_missing(pl.col("v"))
     f = f.with_columns(
@@ -1306,12 +1357,20 @@ def _mta_parts(u: pl.Series, key: str) -> pl.DataFrame:
 
 
 def _diag_prefix_parts(u: pl.Series) -> pl.DataFrame:
-    f = u.rename("v").to_frame().with_columns(
-        code=pl.col("v").str.extract(r"^(?:[A-Za-z][A-Za-z0-9-]*;)?[ \t]*(\d{3})").cast(pl.Int16, strict=False),
-        enh=pl.col("v").str.extract(rf"({ENHANCED})"),
-        plen=pl.col("v").str.len_chars().cast(pl.Int64),
+    f = (
+        u.rename("v")
+        .to_frame()
+        .with_columns(
+            code=pl.col("v")
+            .str.extract(r"^(?:[A-Za-z][A-Za-z0-9-]*;)?[ \t]*(\d{3})")
+            .cast(pl.Int16, strict=False),
+            enh=pl.col("v").str.extract(rf"({ENHANCED})"),
+            plen=pl.col("v").str.len_chars().cast(pl.Int64),
+        )
     )
-    canon = pl.concat_str(pl.lit("smtp;"), pl.col("code").cast(pl.String), pl.lit(" "), pl.col("enh"), pl.lit(" "))
+    canon = pl.concat_str(
+        pl.lit("smtp;"), pl.col("code").cast(pl.String), pl.lit(" "), pl.col("enh"), pl.lit(" ")
+    )
     return f.with_columns(canon=canon.eq_missing(pl.col("v"))).drop("v")
 
 
@@ -1335,8 +1394,16 @@ def _diag(d: pl.Series) -> tuple[pl.DataFrame, pl.Series, _Coded | None]:
     return frame, prefix, c
 
 
-def _diag_piece(d: pl.Series, dp: pl.DataFrame, prefix: pl.Series, pc: _Coded | None, enh: pl.Series, *,
-                key: str, prefix_key: str) -> _Piece:
+def _diag_piece(
+    d: pl.Series,
+    dp: pl.DataFrame,
+    prefix: pl.Series,
+    pc: _Coded | None,
+    enh: pl.Series,
+    *,
+    key: str,
+    prefix_key: str,
+) -> _Piece:
     """What `extra` keeps of dsnDiag: nothing when it is exactly `smtp;<code> <enh> <response>`, else its
     prefix (`dsnDiagPrefix`, the diag being prefix + response), else — no response — the raw value."""
     has_resp = dp["resp"].is_not_null()
@@ -1370,7 +1437,8 @@ def _extra(pieces: list[_Piece], n: int) -> pl.Series:
     to a few columns.
     """
     pieces = [
-        p for p in pieces
+        p
+        for p in pieces
         if (p.coded is not None and p.table.null_count() < len(p.table)) or p.rows is not None
     ]
     if pieces and all(p.coded is not None for p in pieces):
@@ -1492,7 +1560,9 @@ def _coded_extra(pieces: list[_Piece], n: int) -> pl.Series | None:
     if combo is None:
         return None
     merged, inverse = combo
-    objects = _ev(merged, pl.concat_str(pl.lit("{"), pl.col("v").str.strip_prefix(","), pl.lit("}")).fill_null("{}"))
+    objects = _ev(
+        merged, pl.concat_str(pl.lit("{"), pl.col("v").str.strip_prefix(","), pl.lit("}")).fill_null("{}")
+    )
     return objects.cast(raw_categorical()).gather(inverse)
 
 
@@ -1531,10 +1601,13 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
     if expired is None or not expired.any():
         cols["event_type"] = _rows(tc, event_u, categorical=True)
     elif tc is None:
-        cols["event_type"] = pl.select(pl.when(pl.lit(expired)).then(pl.lit("expired")).otherwise(pl.lit(event_u))).to_series()
+        cols["event_type"] = pl.select(
+            pl.when(pl.lit(expired)).then(pl.lit("expired")).otherwise(pl.lit(event_u))
+        ).to_series()
     else:  # a second table of types, `b` -> `expired`, indexed past the first
         table = pl.concat(
-            [event_u, _ev(event_u, pl.when(lower_u == "b").then(pl.lit("expired")).otherwise(pl.col("v")))])
+            [event_u, _ev(event_u, pl.when(lower_u == "b").then(pl.lit("expired")).otherwise(pl.col("v")))]
+        )
         codes = (tc.codes + expired.cast(pl.UInt32) * len(event_u)).rename("codes")
         cols["event_type"] = table.cast(raw_categorical()).gather(codes)
     cols["raw_type"] = _rows(tc, raw_u, categorical=True)
@@ -1545,7 +1618,8 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
     cols["queued_time"] = _times(tq, n)
     if tq is not None:
         pieces[h.first["timequeued"]] = _Piece(
-            rows=_masked_frag(key("timeQueued"), tq, cols["queued_time"].is_null() & tq.is_not_null()))
+            rows=_masked_frag(key("timeQueued"), tq, cols["queued_time"].is_null() & tq.is_not_null())
+        )
 
     cols["sender"] = or_nulls(col("orig"))
     cols["sender_domain"] = _domains(col("orig"), n)
@@ -1555,7 +1629,9 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
     vmta, pool = col("vmta"), col("vmtaPool")
     if any_r and vmta is not None:
         cols["pool"] = pl.select(
-            pl.when(pl.lit(is_r)).then(pl.coalesce(pl.lit(or_nulls(pool)), pl.lit(vmta))).otherwise(pl.lit(or_nulls(pool)))
+            pl.when(pl.lit(is_r))
+            .then(pl.coalesce(pl.lit(or_nulls(pool)), pl.lit(vmta)))
+            .otherwise(pl.lit(or_nulls(pool)))
         ).to_series()
         cols["source"] = pl.select(pl.when(~pl.lit(is_r)).then(pl.lit(vmta))).to_series()
         pieces[h.first["vmta"]] = _Piece(rows=_masked_frag(key("vmta"), vmta, is_r))
@@ -1574,14 +1650,20 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
         cols["mx_host"] = _nulls(n, pl.String)
     dest = col("dlvDestinationIp")
     if mx_ip_dsn is not None and dest is not None:
-        mx_ip = mx_ip_dsn if mx_ip_dsn.null_count() == 0 else pl.select(
-            pl.coalesce(pl.lit(mx_ip_dsn), pl.lit(dest))).to_series()
+        mx_ip = (
+            mx_ip_dsn
+            if mx_ip_dsn.null_count() == 0
+            else pl.select(pl.coalesce(pl.lit(mx_ip_dsn), pl.lit(dest))).to_series()
+        )
     else:
         mx_ip = mx_ip_dsn if mx_ip_dsn is not None else or_nulls(dest)
-    cols["mx_ip"] = _rows(mc, mp["ip"], categorical=True) if mx_ip is mx_ip_dsn and mx_ip is not None else mx_ip
+    cols["mx_ip"] = (
+        _rows(mc, mp["ip"], categorical=True) if mx_ip is mx_ip_dsn and mx_ip is not None else mx_ip
+    )
     if dest is not None:
         pieces[h.first["dlvdestinationip"]] = _Piece(
-            rows=_masked_frag(key("dlvDestinationIp"), dest, dest.is_not_null() & ~dest.eq_missing(mx_ip)))
+            rows=_masked_frag(key("dlvDestinationIp"), dest, dest.is_not_null() & ~dest.eq_missing(mx_ip))
+        )
 
     # dsnStatus / dsnDiag -> enhanced_status, smtp_code, response
     st = col("dsnStatus")
@@ -1602,12 +1684,15 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
         cols["smtp_code"] = dp["code"]
         cols["response"] = dp["resp"]
         pieces[h.first["dsndiag"]] = _diag_piece(
-            d, dp, prefix, pc, enh, key=key("dsnDiag"), prefix_key=h.derived_key("dsnDiag", "Prefix"))
+            d, dp, prefix, pc, enh, key=key("dsnDiag"), prefix_key=h.derived_key("dsnDiag", "Prefix")
+        )
     else:
         enh = or_nulls(st_enh)
         cols["smtp_code"] = _nulls(n, pl.Int16)
         cols["response"] = _nulls(n, pl.String)
-    cols["enhanced_status"] = _rows(sc, sp["enh"], categorical=True) if enh is st_enh and enh is not None else enh
+    cols["enhanced_status"] = (
+        _rows(sc, sp["enh"], categorical=True) if enh is st_enh and enh is not None else enh
+    )
     cols["raw_bounce_category"] = or_nulls(bc)
 
     job = col("jobId")
@@ -1624,7 +1709,8 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
             idx = bad.arg_true()
             sz = sz.scatter(idx, size.gather(idx).str.strip_chars().str.to_integer(strict=False))
             pieces[h.first["dlvsize"]] = _Piece(
-                rows=_masked_frag(key("dlvSize"), size, sz.is_null() & size.is_not_null()))
+                rows=_masked_frag(key("dlvSize"), size, sz.is_null() & size.is_not_null())
+            )
         cols["size_bytes"] = sz.cast(pl.Int64)
     else:
         cols["size_bytes"] = _nulls(n, pl.Int64)
@@ -1669,7 +1755,9 @@ class _QuarantineFile:
             self.flush()
 
     def flush(self) -> None:
-        table = (pl.concat(self.pending) if self.pending else pl.DataFrame(schema=QUARANTINE_SCHEMA)).to_arrow()
+        table = (
+            pl.concat(self.pending) if self.pending else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        ).to_arrow()
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, table.schema, compression=PARQUET_COMPRESSION)
         if len(table) or not self.pending:
@@ -1687,7 +1775,9 @@ def parse_pmta_file(
 ) -> PmtaParseResult:
     """Parse one accounting file into memory: canonical events, quarantine rows, stats."""
     quarantine: list[pl.DataFrame] = []
-    reader = _Reader(Path(path), rel_path=rel_path, node=node, chunk_bytes=chunk_bytes, on_quarantine=quarantine.append)
+    reader = _Reader(
+        Path(path), rel_path=rel_path, node=node, chunk_bytes=chunk_bytes, on_quarantine=quarantine.append
+    )
     frames = [conform(f.lazy()).collect() for f in reader.batches()]
     events = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=EVENT_SCHEMA)
     q = pl.concat(quarantine, how="vertical") if quarantine else pl.DataFrame(schema=QUARANTINE_SCHEMA)
@@ -1709,7 +1799,9 @@ def ingest_pmta_file(
     """
     with atomic_path(quarantine_out) as qtmp:
         qfile = _QuarantineFile(qtmp)
-        reader = _Reader(Path(path), rel_path=rel_path, node=node, chunk_bytes=chunk_bytes, on_quarantine=qfile.add)
+        reader = _Reader(
+            Path(path), rel_path=rel_path, node=node, chunk_bytes=chunk_bytes, on_quarantine=qfile.add
+        )
 
         with atomic_path(events_out) as tmp:
             writer = RawEventsWriter(tmp)

@@ -100,7 +100,9 @@ def reconcile_file_stats(*, lake: Lake, manifest: pl.DataFrame) -> pl.DataFrame:
         q_rows = pl.scan_parquet(qp).select(pl.len()).collect().item() if qp and qp.exists() else 0
         problems = []
         if r["lines_read"] != parts:
-            problems.append(f"lines_read {r['lines_read']} != rows + quarantined + duplicates + other - fanout = {parts}")
+            problems.append(
+                f"lines_read {r['lines_read']} != rows + quarantined + duplicates + other - fanout = {parts}"
+            )
         if raw_rows != (r["rows"] or 0):
             problems.append(f"raw file has {raw_rows} rows, manifest says {r['rows']}")
         if q_rows != (r["quarantined"] or 0):

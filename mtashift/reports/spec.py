@@ -24,13 +24,23 @@ def _before_after(df: pl.DataFrame) -> alt.Chart | None:
     need = {"pool", "provider", "before_value", "after_value"}
     if not need <= set(df.columns):
         return None
-    long = df.select("pool", "provider", "before_value", "after_value").unpivot(
-        index=["pool", "provider"], variable_name="window", value_name="rate"
-    ).with_columns(pl.col("window").str.replace("_value", ""), (pl.col("pool") + " · " + pl.col("provider")).alias("pool_provider"))
+    long = (
+        df.select("pool", "provider", "before_value", "after_value")
+        .unpivot(index=["pool", "provider"], variable_name="window", value_name="rate")
+        .with_columns(
+            pl.col("window").str.replace("_value", ""),
+            (pl.col("pool") + " · " + pl.col("provider")).alias("pool_provider"),
+        )
+    )
     return (
         alt.Chart(long, title="Deferral rate before (PowerMTA) and after (KumoMTA) cutover")
         .mark_bar()
-        .encode(x=alt.X("pool_provider:N", title=None), xOffset="window:N", y=alt.Y("rate:Q", axis=alt.Axis(format="%")), color="window:N")
+        .encode(
+            x=alt.X("pool_provider:N", title=None),
+            xOffset="window:N",
+            y=alt.Y("rate:Q", axis=alt.Axis(format="%")),
+            color="window:N",
+        )
         .properties(width=760, height=240)
     )
 
@@ -44,7 +54,11 @@ def _tornado(df: pl.DataFrame) -> alt.Chart | None:
     return (
         alt.Chart(long, title="Sensitivity of 3-year savings (tornado)")
         .mark_bar()
-        .encode(y=alt.Y("input:N", sort=alt.EncodingSortField("swing", order="descending")), x="change_in_3y_savings:Q", color="side:N")
+        .encode(
+            y=alt.Y("input:N", sort=alt.EncodingSortField("swing", order="descending")),
+            x="change_in_3y_savings:Q",
+            color="side:N",
+        )
         .properties(width=640, height=22 * max(df.height, 4))
     )
 
