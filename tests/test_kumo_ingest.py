@@ -952,3 +952,107 @@ def test_prefetched_passes_items_and_errors_and_stops_its_producer() -> None:
         assert [next(items), next(items)] == [0, 1]
     # closed early: the producer stopped a few items ahead and was joined
     assert len(produced) <= 4 and finished == [True, True, True]
+
+
+# ------------------------------------------------------------------------------ hostile input (second review)
+
+REC = '{"type":"Delivery","id":"a","timestamp":1793534706'
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+@pytest.mark.parametrize(
+    ("name", "data", "reasons", "events"),
+    [
+        ("unterminated invalid UTF-8 last line", REC.encode() + b"}\n\xff", ["invalid_utf8"], 1),
+        ("only an invalid UTF-8 byte", b"\xff", ["invalid_utf8"], 0),
+        ("array line with a trailing comma", f"[{REC}}},]\n".encode(), ["invalid_json"], 0),
+        ("array line with -Inf", f'[{REC},"x":-Inf}}]\n'.encode(), ["invalid_json"], 0),
+        (
+            "pretty document with a lone surrogate",
+            b"[\n" + REC.encode() + b',"x":"\\udc00"}\n]\n',
+            ["invalid_json"] * 3,
+            0,
+        ),
+    ],
+)
+def test_hostile_lines_are_quarantined_not_fatal(
+    tmp_path: Path, chunk: int | None, name: str, data: bytes, reasons: list[str], events: int
+) -> None:
+    p = tmp_path / "hook.jsonl"
+    p.write_bytes(data)
+    ev, q, _st = parse(p, "kumo/webhooks/hook.jsonl", **({"chunk_bytes": chunk} if chunk else {}))
+    assert (ev.height, q["reason"].to_list()) == (events, reasons)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ('"event_time":"infinity","timestamp":1793534706', utc(2026, 11, 1, 12, 5, 6)),
+        ('"event_time":"0000-01-01T00:00:00Z","timestamp":1793534706', utc(2026, 11, 1, 12, 5, 6)),
+        ('"event_time":"200000-01-01T00:00:00Z","timestamp":1793534706', utc(2026, 11, 1, 12, 5, 6)),
+        ('"event_time":"epoch","timestamp":1793534706', utc(2026, 11, 1, 12, 5, 6)),
+        ('"event_time":"2026-11-01","timestamp":1793534706', utc(2026, 11, 1, 12, 5, 6)),
+        ('"event_time":"2026-11-01t13:05:06.5+01:00"', datetime(2026, 11, 1, 12, 5, 6, 500000, tzinfo=UTC)),
+        (
+            '"event_time":"2026-11-01t12:05:06.123456789z"',
+            datetime(2026, 11, 1, 12, 5, 6, 123456, tzinfo=UTC),
+        ),
+        ('"timestamp":-100000000000', None),
+        ('"event_time":"infinity"', None),
+    ],
+)
+def test_event_times_outside_the_shape_or_range_fall_back(
+    tmp_path: Path, fields: str, expected: object
+) -> None:
+    p = tmp_path / "t.jsonl"
+    p.write_text('{"type":"Delivery","id":"a",' + fields + ',"created_time":"infinity"}\n')
+    ev, q, _st = parse(p, "kumo/t.jsonl")
+    if expected is None:
+        assert (ev.height, q["reason"].to_list()) == (0, ["bad_timestamp"])
+    else:
+        assert (ev["event_time"].to_list(), ev["queued_time"].to_list()) == ([expected], [None])
+
+
+def test_sub_microsecond_digits_keep_records_apart_whatever_the_offset(tmp_path: Path) -> None:
+    p = tmp_path / "t.jsonl"
+    times = [
+        "2026-11-01T13:05:06.123456789+01:00",
+        "2026-11-01T13:05:06.123456111+01:00",
+        "2026-11-01T12:05:06.1234567Z",
+        "2026-11-01T12:05:06.1234561Z",
+        "2026-11-01T12:05:06.123456789Z",
+    ]
+    p.write_text("".join(json.dumps({"type": "Delivery", "id": "a", "event_time": t}) + "\n" for t in times))
+    ev, _q, st = parse(p, "kumo/t.jsonl")
+    # the first and the last are one instant to the nanosecond, so one event: the rest are distinct
+    assert (ev.height, st.duplicates) == (4, 1)
+    assert ev["event_time"].n_unique() == 1
+
+
+def test_a_document_followed_by_a_broken_frame_quarantines_the_loss(tmp_path: Path) -> None:
+    c = zstandard.ZstdCompressor()
+    doc = b'[\n {"type":"Delivery","id":"a","timestamp":1793534706}\n]\n'
+    broken = c.compress((REC + ',"n":1}\n').encode() * 50)[:-8]
+    p = tmp_path / "hook.jsonl.zst"
+    p.write_bytes(c.compress(doc) + broken)
+    ev, q, st = parse(p, "kumo/webhooks/hook.jsonl.zst")
+    assert (ev.height, q["reason"].to_list(), q["source_line"].to_list(), st.truncated) == (
+        1,
+        ["truncated_stream"],
+        [4],
+        True,
+    )
+
+
+def test_a_feedback_report_recipient_wins_over_an_array_envelope(tmp_path: Path) -> None:
+    p = tmp_path / "f.jsonl"
+    p.write_text(
+        '{"type":"Feedback","id":"a","timestamp":1793534706,"recipient":["fbl@me.example","x@me.example"],'
+        '"feedback_report":{"original_rcpto_to":["<orig@x.example>"]}}\n'
+    )
+    ev, _q, st = parse(p, "kumo/f.jsonl")
+    assert (ev["recipient"].to_list(), ev["recipient_domain"].to_list(), st.fanout) == (
+        ["orig@x.example"],
+        ["x.example"],
+        0,
+    )

@@ -396,6 +396,22 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+# Python's datetime range (years 1-9999), which the statistics and partition dates need every time to fit in
+EPOCH_RANGE = (-62135596800, 253402300799)
+_RFC3339 = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+
+
+def _rfc3339(column: str) -> str:
+    """SQL: ``column`` as TIMESTAMPTZ when it is an RFC 3339 time within ``EPOCH_RANGE``, else NULL. The
+    shape kumod writes (30 characters, nanoseconds, `Z`) skips the pattern match; DuckDB's cast alone would
+    also take `epoch`, `infinity`, bare dates or zone names."""
+    lo, hi = (f"TIMESTAMPTZ '{t}'" for t in ("0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999+00"))
+    usual = f"length({column}) = 30 AND {column}[11] = 'T' AND {column}[20] = '.' AND {column}[30] = 'Z'"
+    shape = f"({usual} OR regexp_full_match({column}, '{_RFC3339}'))"
+    cast = f"TRY_CAST(upper({column}) AS TIMESTAMPTZ)"
+    return f"CASE WHEN {shape} AND {cast} BETWEEN {lo} AND {hi} THEN {cast} END"
+
+
 def _build_sql() -> str:
     paths = "[" + ", ".join(_sql_str(p) for _n, p, _t in _FIELDS) + "]"
     # j.<name>: the field, typed (numbers given as text are converted; anything unconvertible is null)
@@ -405,7 +421,7 @@ def _build_sql() -> str:
     )
     jobs = [n for n, _p, _t in _FIELDS if n.startswith("job_")]
     ws = "chr(32) || chr(9) || chr(13) || chr(10)"
-    max_epoch = 253402300799  # 9999-12-31T23:59:59Z
+    min_epoch, max_epoch = EPOCH_RANGE
     return f"""
 WITH src AS (
     SELECT pos, line_no, byte_offset, rec_index, txt, TRY(json_extract_string(txt, {paths})) AS x
@@ -424,10 +440,10 @@ c AS (
                  WHEN json_type(txt) = 'ARRAY' THEN 'array'
                  ELSE 'not_a_record' END
         END AS r0,
-        TRY_CAST(event_time AS TIMESTAMPTZ) AS et_tz,
-        CASE WHEN timestamp BETWEEN -{max_epoch} AND {max_epoch} THEN to_timestamp(timestamp) END AS ts_tz,
-        TRY_CAST(created_time AS TIMESTAMPTZ) AS ct_tz,
-        CASE WHEN created BETWEEN -{max_epoch} AND {max_epoch} THEN to_timestamp(created) END AS cr_tz
+        {_rfc3339("event_time")} AS et_tz,
+        CASE WHEN timestamp BETWEEN {min_epoch} AND {max_epoch} THEN to_timestamp(timestamp) END AS ts_tz,
+        {_rfc3339("created_time")} AS ct_tz,
+        CASE WHEN created BETWEEN {min_epoch} AND {max_epoch} THEN to_timestamp(created) END AS cr_tz
     FROM j
 ),
 d AS (
@@ -435,7 +451,9 @@ d AS (
         -- A recipient array (BatchByDomain) reaches us as its JSON text; the JSON type check runs only for
         -- the rare values starting with `[`, so a string recipient that merely starts with `[` stays one.
         CASE WHEN starts_with(recipient, '[') THEN json_type(txt, '$.recipient') = 'ARRAY' ELSE false END
-            AS rcpt_is_array
+            AS rcpt_is_array,
+        CASE WHEN type = 'Feedback'
+             THEN coalesce(nullif(trim(fb_rcpt_to, ' <>'), ''), nullif(trim(fb_trace_rcpt, ' <>'), '')) END AS fb_rcpt
     FROM c
 )
 SELECT pos, line_no, byte_offset, rec_index, reason,
@@ -449,16 +467,17 @@ SELECT pos, line_no, byte_offset, rec_index, reason,
     CASE WHEN et_tz IS NOT NULL
          THEN CAST(epoch_us(et_tz) AS VARCHAR)
               || CASE WHEN length(event_time) = 30 AND event_time[20] = '.'
-                      THEN substr(event_time, 27, 3) ELSE '000' END
+                      THEN substr(event_time, 27, 3)
+                      WHEN event_time[20] = '.'  -- any other fraction or offset: digits 7-9 of the fraction
+                      THEN substr(rpad(regexp_extract(event_time, '^.{{20}}([0-9]+)', 1), 9, '0'), 7, 3)
+                      ELSE '000' END
          ELSE CAST(epoch_us(ts_tz) AS VARCHAR) || '000' END AS key_time,
     -- A Feedback record's own envelope is the FBL mailbox; the complaint is about the original message.
     CASE WHEN type = 'Feedback' THEN coalesce(nullif(trim(fb_mail_from, ' <>'), ''), sender)
          ELSE sender END AS sender,
-    CASE WHEN rcpt_is_array THEN NULL
-         WHEN type = 'Feedback' THEN
-             coalesce(nullif(trim(fb_rcpt_to, ' <>'), ''), nullif(trim(fb_trace_rcpt, ' <>'), ''), recipient)
-         ELSE recipient END AS recipient,
-    CASE WHEN rcpt_is_array THEN recipient END AS rcpt_array,
+    -- the report's recipient comes first for a Feedback record, even when its envelope is an array
+    CASE WHEN fb_rcpt IS NOT NULL THEN fb_rcpt WHEN rcpt_is_array THEN NULL ELSE recipient END AS recipient,
+    CASE WHEN fb_rcpt IS NULL AND rcpt_is_array THEN recipient END AS rcpt_array,
     id AS message_id,
     size AS size_bytes,
     num_attempts AS attempts,
@@ -638,7 +657,9 @@ def _dumps(value: object) -> str:
     try:
         return orjson.dumps(value).decode()
     except TypeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        text.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate: the caller rejects the record
+        return text
 
 
 _THREAD_STATE = threading.local()
@@ -664,6 +685,7 @@ class _Reader:
         self.seen = SeenKeys()
         self._pending: list[pl.DataFrame] = []
         self.days: set[str] = set()
+        self.document_end_line = 1  # the line after a whole-file document (where a broken stream resumes)
 
     def close(self) -> None:
         pass  # the connection stays with the thread for its next file
@@ -737,15 +759,22 @@ class _Reader:
     def _expand_arrays(self, arrays: list[tuple[int, int, str]]) -> pl.DataFrame:
         rows: list[tuple[int, int, int, str]] = []
         for line_no, off, raw in arrays:
-            values = _loads(raw)
-            assert isinstance(values, list)
+            try:
+                values = _loads(raw)
+                assert isinstance(values, list)
+                texts = [_dumps(v) for v in values]
+            except ValueError:  # DuckDB's parser is more lenient (trailing commas, NaN) than JSON
+                q = _Quarantine()
+                q.add(line_no, off, "invalid_json", _json_error(raw), _text(raw))
+                self._quarantine(q)
+                continue
             if not values:
                 self.stats.other_lines += 1
                 self.stats.records_read -= 1
                 continue
             self.stats.records_read += len(values) - 1
             self.stats.fanout += len(values) - 1
-            rows.extend((line_no, off, i, _dumps(v)) for i, v in enumerate(values))
+            rows.extend((line_no, off, i, t) for i, t in enumerate(texts))
         return self._parse(*_table(rows), second_pass=True) if rows else pl.DataFrame()
 
     def _quarantine(self, q: _Quarantine) -> None:
@@ -831,7 +860,8 @@ class _Reader:
         if keep is not None:
             table = table.take(_int64_array(np.flatnonzero(keep).astype(np.int64)))
         extra = _line_views(buf, arr, starts, txt)
-        if unterminated_last and n:
+        # the unterminated last line may already be quarantined as invalid UTF-8: then only whole lines remain
+        if unterminated_last and table.num_rows and table.column("pos")[-1].as_py() == n - 1:
             self._last_line_check(table, extra)
         else:
             self.records(table, extra)
@@ -1073,6 +1103,10 @@ def _run(path: Path, *, rel_path: str, kind: KumoKind | None, include_open: bool
                 pieces = _document_or_lines(pieces, reader)
             if pieces is not None:
                 _line_mode(pieces, end, reader, chunk_bytes=chunk_bytes, open_segment=stats.open_segment)
+            elif end.status != "complete":  # a whole-file document parsed, but the stream broke off after it
+                _stream_damage(
+                    reader, end, line_no=reader.document_end_line, offset=stats.decompressed_bytes, tail=b""
+                )
             reader.flush_quarantine()
     finally:
         reader.close()
@@ -1099,20 +1133,27 @@ def _line_mode(pieces: Iterable[bytes], end: _StreamEnd, reader: _Reader, *, chu
         _partial_tail(stats, tail)
         return
     if end.status != "complete":
-        stats.truncated = True
-        stats.lines_read += 1
-        stats.records_read += 1
-        reader.quarantine_one(
-            line_no, offset, "truncated_stream",
-            f"{end.detail}; records from this line on are lost ({offset + len(tail)} bytes decompressed)",
-            _text(tail),
-        )  # fmt: skip
+        _stream_damage(reader, end, line_no=line_no, offset=offset, tail=tail)
         return
     if open_segment:
         _partial_tail(stats, tail)
         return
     if tail:
         reader.lines(memoryview(tail), line_no, offset, unterminated_last=True)
+
+
+def _stream_damage(reader: _Reader, end: _StreamEnd, *, line_no: int, offset: int, tail: bytes) -> None:
+    """The quarantine row (and counts) of a stream that broke off at ``offset``, ``tail`` being what was
+    decompressed of its unfinished line."""
+    stats = reader.stats
+    stats.truncated = True
+    stats.lines_read += 1
+    stats.records_read += 1
+    reader.quarantine_one(
+        line_no, offset, "truncated_stream",
+        f"{end.detail}; records from this line on are lost ({offset + len(tail)} bytes decompressed)",
+        _text(tail),
+    )  # fmt: skip
 
 
 def _chunks(pieces: Iterable[bytes], chunk_bytes: int) -> Iterator[tuple[bytes, int, bool]]:
@@ -1168,9 +1209,10 @@ def _document_or_lines(pieces: Iterator[bytes], reader: _Reader) -> Iterator[byt
     data = bytes(head)
     try:
         doc = _loads(data[len(UTF8_BOM) :] if data.startswith(UTF8_BOM) else data)
+        texts = [_dumps(v) for v in doc] if isinstance(doc, list) else _dumps(doc)
     except ValueError:
         return _chain(data, iter(()))
-    _document(reader, data, doc)
+    _document(reader, data, texts)
     return None
 
 
@@ -1193,10 +1235,12 @@ def _first_nonblank_line(buf: bytearray, *, final: bool = False) -> bytes | None
         pos = nl + 1
 
 
-def _document(reader: _Reader, data: bytes, doc: object) -> None:
+def _document(reader: _Reader, data: bytes, doc: list[str] | str) -> None:
+    """Records of a whole-file JSON document: ``doc`` is its elements' JSON texts (an array) or its own."""
     stats = reader.stats
     stats.document_mode = True
     stats.decompressed_bytes = len(data)
+    reader.document_end_line = data.count(b"\n") + 1
     stats.lines_read = 1
     stripped = data.lstrip(b" \t\r\n\xef\xbb\xbf")
     start = len(data) - len(stripped)
@@ -1207,10 +1251,10 @@ def _document(reader: _Reader, data: bytes, doc: object) -> None:
             return
         stats.records_read += len(doc)
         stats.fanout += len(doc) - 1
-        reader.records(*_table([(line_no, start, i, _dumps(v)) for i, v in enumerate(doc)]), elements=True)
+        reader.records(*_table([(line_no, start, i, v) for i, v in enumerate(doc)]), elements=True)
     else:
         stats.records_read += 1
-        reader.records(*_table([(line_no, start, None, _dumps(doc))]))
+        reader.records(*_table([(line_no, start, None, doc)]))
 
 
 __all__ = [
