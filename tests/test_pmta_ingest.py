@@ -1006,3 +1006,66 @@ def test_times_outside_1970_to_2099_are_unusable_not_fatal(tmp_path: Path) -> No
         t(2099, 12, 31, 23, 59, 59),
     )
     assert_reconciles(res.stats)
+
+
+# ------------------------------------------------------------------------------ hostile input (second review)
+
+H3 = "type,timeLogged,rcpt"
+T0 = "2026-03-01 10:00:00+0000"
+
+
+def _both_block_sizes(p: Path) -> pmta.PmtaParseResult:
+    """Parse at the default block size and at a tiny one; both must agree exactly."""
+    a, b = parse(p), parse(p, chunk_bytes=16)
+    assert a.events.equals(b.events) and a.quarantine.equals(b.quarantine) and a.stats == b.stats
+    assert_reconciles(a.stats)
+    return a
+
+
+def test_a_blank_line_inside_a_quoted_field_is_a_continuation_only(tmp_path: Path) -> None:
+    p = tmp_path / "acct-q.csv"
+    p.write_text(f'{H3},dsnDiag\nd,{T0},a@b.com,"x\n\ny"\n')
+    res = _both_block_sizes(p)
+    st = res.stats
+    assert (st.lines_read, st.rows, st.header_lines, st.blank_lines, st.continuation_lines) == (4, 1, 1, 0, 2)
+    assert res.events["response"].to_list() == ["x\n\ny"]
+
+
+@pytest.mark.parametrize(
+    ("line", "fields"),
+    [(f'd,{T0},a@b.com,"multi\nline",LOST', 5), (f'd,{T0},a"b@c.com,LOST', 4)],
+    ids=["multi-line", "stray-quote"],
+)
+def test_quoted_records_longer_than_the_header_are_quarantined(
+    tmp_path: Path, line: str, fields: int
+) -> None:
+    p = tmp_path / "acct-long.csv"
+    p.write_text(f"{H3}\n{line}\n")
+    res = _both_block_sizes(p)
+    assert res.stats.rows == 0
+    assert res.quarantine.select("source_line", "reason", "detail", "raw_text").rows() == [
+        (2, "too_many_fields", f"{fields} fields, header has 3", line)
+    ]
+
+
+def test_a_quoted_first_value_holding_type_is_data_not_a_header(tmp_path: Path) -> None:
+    p = tmp_path / "acct-typex.csv"
+    p.write_text(f'{H3},x\n"type,x",{T0},a@b.com,2\nd,{T0},a@b.com,3\n')
+    res = _both_block_sizes(p)
+    assert (res.stats.header_lines, res.stats.quarantined) == (1, 0)
+    assert res.events.select("raw_type", "event_type").rows() == [("type,x", "other"), ("d", "delivered")]
+
+
+def test_a_bom_before_a_quoted_mid_file_header(tmp_path: Path) -> None:
+    p = tmp_path / "acct-cat.csv"
+    p.write_text(f'{H3}\nd,{T0},a@b.com\n\ufeff"type",rcpt,timeLogged\nd,c@d.com,2026-03-01 10:00:01+0000\n')
+    res = _both_block_sizes(p)
+    assert res.stats.quarantined == 0
+    assert res.events["recipient"].to_list() == ["a@b.com", "c@d.com"]
+
+
+def test_an_empty_status_text_keeps_the_raw_status(tmp_path: Path) -> None:
+    p = tmp_path / "acct-st.csv"
+    p.write_text(f"{H3},dsnStatus\nd,{T0},a@b.com,5.1.1 ()\n")
+    row = parse(p).events.row(0, named=True)
+    assert (row["enhanced_status"], json.loads(row["extra"])) == ("5.1.1", {"dsnStatus": "5.1.1 ()"})

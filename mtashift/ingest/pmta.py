@@ -91,8 +91,9 @@ AHEAD = 3  # batches read and submitted ahead of the one being finished (bounds 
 BOM = b"\xef\xbb\xbf"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S%z"
 EPOCH_MAX = 4_102_444_800  # 2100-01-01: a larger integer is not a plausible epoch-seconds timestamp
-HEADER_RE = r"^[\s\x{FEFF}]*\"?(?i:type)\"?\s*(?:,|$)"
-_HEADER_LINE = re.compile(r'^[\s\ufeff]*"?type"?\s*(?:,|$)', re.IGNORECASE)
+# the first field is `type`, bare or quoted (`"type,x"` is a data value, not a header)
+HEADER_RE = r"^[\s\x{FEFF}]*(?:\"(?i:type)\"|(?i:type))\s*(?:,|$)"
+_HEADER_LINE = re.compile(r'^[\s\ufeff]*(?:"type"|type)\s*(?:,|$)', re.IGNORECASE)
 ENHANCED = r"[245]\.\d{1,3}\.\d{1,3}"
 # dsnDiag: `<diagnostic type>;<reply code> <enhanced status> <text>`; everything but the text is optional.
 # DIAG_FAST covers the usual shape cheaply; DIAG_PREFIX is tried on the rest.
@@ -400,7 +401,7 @@ def _fast_parse(
     first = texts[0]
     if first is not None and _HEADER_LINE.match(first):
         try:
-            rows = _csv_fields(first)
+            rows = _csv_fields(first.lstrip("\ufeff"))
         except csv.Error:
             return None
         if len(rows) != 1:
@@ -741,7 +742,7 @@ class _Reader:
             if hdr[i]:
                 consumed[i] = True
                 try:
-                    rows = _csv_fields(text)
+                    rows = _csv_fields(text.lstrip("\ufeff"))
                     if len(rows) != 1:
                         raise csv.Error("not one record")
                     headers.append((i, _Header.parse(rows[0])))
@@ -806,6 +807,9 @@ class _Reader:
             if e <= s:
                 continue
             seg_records = [r for r in records if s <= r.idx < e]
+            for r in seg_records:  # quoted records (read by the csv module) must fit the header they fall under
+                if r.reason is None and header is not None and len(r.fields) > header.width:
+                    r.reason, r.detail = "too_many_fields", f"{len(r.fields)} fields, header has {header.width}"
             if header is None:
                 live = np.flatnonzero(~consumed[s:e] & ~blank[s:e]) + s
                 for i in live.tolist():
@@ -841,7 +845,8 @@ class _Reader:
                 row_rejects.append(bad)
 
         self.header = seg_headers[-1]
-        self.stats.blank_lines += int(blank[:n_keep].sum())
+        # a blank line inside a quoted field is a continuation line of its record, not a blank line as well
+        self.stats.blank_lines += int((blank[:n_keep] & ~consumed[:n_keep]).sum())
         events = self._close_batch(data, base_line, base_off, n_keep, data_len, rejects, row_rejects, frames)
         if events is not None:
             yield events
@@ -1320,7 +1325,7 @@ def _status_parts(u: pl.Series, key: str, *, text_key: str) -> pl.DataFrame:
     )
     exact = pl.concat_str(pl.col("enh"), pl.lit(" ("), pl.col("text"), pl.lit(")")).eq_missing(pl.col("v"))
     f = f.with_columns(
-        text_ok=exact & pl.col("text").is_not_null(),
+        text_ok=exact & (pl.col("text") != ""),  # an empty text has no fragment: `5.1.1 ()` keeps its raw value
         plain=pl.col("v").eq_missing(pl.col("enh")),
     )
     text_frag = _frag(text_key, f["text"])
