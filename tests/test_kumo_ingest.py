@@ -967,6 +967,10 @@ REC = '{"type":"Delivery","id":"a","timestamp":1793534706'
         ("only an invalid UTF-8 byte", b"\xff", ["invalid_utf8"], 0),
         ("array line with a trailing comma", f"[{REC}}},]\n".encode(), ["invalid_json"], 0),
         ("array line with -Inf", f'[{REC},"x":-Inf}}]\n'.encode(), ["invalid_json"], 0),
+        ("trailing comma in an object", f"{REC},}}\n".encode(), ["invalid_json"], 0),
+        ("NaN value", f'{REC},"x":NaN}}\n'.encode(), ["invalid_json"], 0),
+        ("-Infinity value in a nested array", f'{REC},"x":[1, -Infinity]}}\n'.encode(), ["invalid_json"], 0),
+        ("NaN and a trailing comma inside strings are text", f'{REC},"x":":nan, ]"}}\n'.encode(), [], 1),
         (
             "pretty document with a lone surrogate",
             b"[\n" + REC.encode() + b',"x":"\\udc00"}\n]\n',

@@ -645,12 +645,26 @@ def _json_error(text: str) -> str:
     return "invalid JSON"
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _loads(text: str | bytes) -> object:
+    """Strict JSON (no NaN/Infinity, no trailing commas), integers of any width."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
-        # orjson rejects integers wider than 64 bits; the standard library does not.
-        return json.loads(text)
+        # orjson rejects integers wider than 64 bits; the standard library does not (nor, so told, NaN).
+        return json.loads(text, parse_constant=_no_constant)
+
+
+# What DuckDB's lenient reader takes but JSON forbids: NaN/Infinity values and trailing commas. Lines holding
+# one of these marks (rare, and a superset of the lenient ones) are checked again by the strict parser.
+_LENIENT_MARKS = [
+    *(f"{lead}{sign}{word}" for lead in (":", ": ", "[", "[ ", ",", ", ") for sign in ("", "-", "+")
+      for word in ("nan", "inf")),
+    *(f",{space}{close}" for space in ("", " ", "\t") for close in "}]"),
+]  # fmt: skip
 
 
 def _dumps(value: object) -> str:
@@ -714,6 +728,7 @@ class _Reader:
             self.con.unregister("lines")
         q = _Quarantine()
         assert isinstance(out, pl.DataFrame)
+        out = _strict_json(out, extra)
         # The usual chunk has no bad record: then no filtering copy, and `pos` is 0..n-1.
         all_ok = out["reason"].null_count() == out.height
         ok = out if all_ok else out.filter(pl.col("reason").is_null())
@@ -901,6 +916,28 @@ class _Reader:
                       f"{exc.start} of the line", _text(raw))  # fmt: skip
         self._quarantine(q)
         return keep
+
+
+def _strict_json(out: pl.DataFrame, extra: pl.Series) -> pl.DataFrame:
+    """``out`` with the records DuckDB accepted but strict JSON refuses marked `invalid_json`."""
+    marked = extra.str.contains_any(_LENIENT_MARKS, ascii_case_insensitive=True).fill_null(False)
+    if not marked.any():
+        return out
+    idx = marked.arg_true()
+    bad = {
+        p: t for p, t in zip(idx.to_list(), extra.gather(idx).to_list(), strict=True) if not _valid_json(t)
+    }
+    if not bad:
+        return out
+    hit = pl.col("pos").is_in(list(bad)) & pl.col("reason").is_null()
+    return out.with_columns(
+        reason=pl.when(hit).then(pl.lit("invalid_json")).otherwise(pl.col("reason")),
+        bad_txt=pl.when(hit)
+        .then(
+            pl.col("pos").replace_strict(list(bad), list(bad.values()), default=None, return_dtype=pl.String)
+        )
+        .otherwise(pl.col("bad_txt")),
+    )
 
 
 def _valid_json(text: str) -> bool:

@@ -807,9 +807,14 @@ class _Reader:
             if e <= s:
                 continue
             seg_records = [r for r in records if s <= r.idx < e]
-            for r in seg_records:  # quoted records (read by the csv module) must fit the header they fall under
+            for (
+                r
+            ) in seg_records:  # quoted records (read by the csv module) must fit the header they fall under
                 if r.reason is None and header is not None and len(r.fields) > header.width:
-                    r.reason, r.detail = "too_many_fields", f"{len(r.fields)} fields, header has {header.width}"
+                    r.reason, r.detail = (
+                        "too_many_fields",
+                        f"{len(r.fields)} fields, header has {header.width}",
+                    )
             if header is None:
                 live = np.flatnonzero(~consumed[s:e] & ~blank[s:e]) + s
                 for i in live.tolist():
@@ -1325,7 +1330,8 @@ def _status_parts(u: pl.Series, key: str, *, text_key: str) -> pl.DataFrame:
     )
     exact = pl.concat_str(pl.col("enh"), pl.lit(" ("), pl.col("text"), pl.lit(")")).eq_missing(pl.col("v"))
     f = f.with_columns(
-        text_ok=exact & (pl.col("text") != ""),  # an empty text has no fragment: `5.1.1 ()` keeps its raw value
+        text_ok=exact
+        & (pl.col("text") != ""),  # an empty text has no fragment: `5.1.1 ()` keeps its raw value
         plain=pl.col("v").eq_missing(pl.col("enh")),
     )
     text_frag = _frag(text_key, f["text"])
