@@ -402,14 +402,20 @@ _RFC3339 = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)
 
 
 def _rfc3339(column: str) -> str:
-    """SQL: ``column`` as TIMESTAMPTZ when it is an RFC 3339 time within ``EPOCH_RANGE``, else NULL. The
+    """SQL: ``column`` as TIMESTAMPTZ when it has the RFC 3339 shape, else NULL (range: :func:`_in_range`). The
     shape kumod writes (30 characters, nanoseconds, `Z`) skips the pattern match; DuckDB's cast alone would
     also take `epoch`, `infinity`, bare dates or zone names."""
-    lo, hi = (f"TIMESTAMPTZ '{t}'" for t in ("0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999+00"))
     usual = f"length({column}) = 30 AND {column}[11] = 'T' AND {column}[20] = '.' AND {column}[30] = 'Z'"
-    shape = f"({usual} OR regexp_full_match({column}, '{_RFC3339}'))"
-    cast = f"TRY_CAST(upper({column}) AS TIMESTAMPTZ)"
-    return f"CASE WHEN {shape} AND {cast} BETWEEN {lo} AND {hi} THEN {cast} END"
+    return (
+        f"CASE WHEN {usual} THEN TRY_CAST({column} AS TIMESTAMPTZ) "
+        f"WHEN regexp_full_match({column}, '{_RFC3339}') THEN TRY_CAST(upper({column}) AS TIMESTAMPTZ) END"
+    )
+
+
+def _in_range(column: str) -> str:
+    """SQL: the TIMESTAMPTZ ``column`` when it lies within ``EPOCH_RANGE`` (infinities do not), else NULL."""
+    lo, hi = (f"TIMESTAMPTZ '{t}'" for t in ("0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999+00"))
+    return f"CASE WHEN {column} BETWEEN {lo} AND {hi} THEN {column} END"
 
 
 def _build_sql() -> str:
@@ -440,11 +446,14 @@ c AS (
                  WHEN json_type(txt) = 'ARRAY' THEN 'array'
                  ELSE 'not_a_record' END
         END AS r0,
-        {_rfc3339("event_time")} AS et_tz,
+        {_rfc3339("event_time")} AS et_raw,
         CASE WHEN timestamp BETWEEN {min_epoch} AND {max_epoch} THEN to_timestamp(timestamp) END AS ts_tz,
-        {_rfc3339("created_time")} AS ct_tz,
+        {_rfc3339("created_time")} AS ct_raw,
         CASE WHEN created BETWEEN {min_epoch} AND {max_epoch} THEN to_timestamp(created) END AS cr_tz
     FROM j
+),
+t AS (
+    SELECT *, {_in_range("et_raw")} AS et_tz, {_in_range("ct_raw")} AS ct_tz FROM c
 ),
 d AS (
     SELECT *, coalesce(r0, CASE WHEN et_tz IS NULL AND ts_tz IS NULL THEN 'bad_timestamp' END) AS reason,
@@ -454,7 +463,7 @@ d AS (
             AS rcpt_is_array,
         CASE WHEN type = 'Feedback'
              THEN coalesce(nullif(trim(fb_rcpt_to, ' <>'), ''), nullif(trim(fb_trace_rcpt, ' <>'), '')) END AS fb_rcpt
-    FROM c
+    FROM t
 )
 SELECT pos, line_no, byte_offset, rec_index, reason,
     -- the text of good records is not passed back: `extra` is taken from the input buffer directly
