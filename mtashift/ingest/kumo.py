@@ -788,9 +788,7 @@ class _Reader:
                 assert isinstance(values, list)
                 texts = [_dumps(v) for v in values]
             except ValueError:  # DuckDB's parser is more lenient (trailing commas, NaN) than JSON
-                q = _Quarantine()
-                q.add(line_no, off, "invalid_json", _json_error(raw), _text(raw))
-                self._quarantine(q)
+                self.quarantine_one(line_no, off, "invalid_json", _json_error(raw), _text(raw))
                 continue
             if not values:
                 self.stats.other_lines += 1

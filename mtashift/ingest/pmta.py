@@ -185,8 +185,8 @@ class _Header:
             if first[low] == i:
                 keys.append(name)
                 continue
-            keys.append(_free_key(name, taken, start=seen.get(low, 1) + 1))
-            seen[low] = int(keys[-1].rsplit("#", 1)[1])
+            seen[low] = _free_number(name, taken, start=seen.get(low, 1) + 1)
+            keys.append(f"{name}#{seen[low]}")
             taken.add(keys[-1])
         return cls(tuple(names), tuple(keys), first)
 
@@ -194,7 +194,7 @@ class _Header:
         """The `extra` key of a value derived from column ``name`` (its key + ``suffix``, e.g.
         `dsnDiagPrefix`), suffixed `#n` like a repeated name when a column of the file already uses it."""
         base = self.keys[self.first[name.lower()]] + suffix
-        return base if base not in self.keys else _free_key(base, set(self.keys), start=2)
+        return base if base not in self.keys else f"{base}#{_free_number(base, set(self.keys), start=2)}"
 
     def col(self, name: str) -> pl.Expr:
         pos = self.first.get(name.lower())
@@ -204,15 +204,24 @@ class _Header:
         return name.lower() in self.first
 
 
-def _free_key(name: str, taken: set[str], *, start: int) -> str:
+def _free_number(name: str, taken: set[str], *, start: int) -> int:
+    """The first ``n >= start`` for which `name#n` is not ``taken``."""
     n = start
     while f"{name}#{n}" in taken:
         n += 1
-    return f"{name}#{n}"
+    return n
 
 
 def _same_header(a: _Header | None, b: _Header | None) -> bool:
     return a is b or (a is not None and b is not None and a.names == b.names)
+
+
+def _header_of(text: str) -> _Header:
+    """The header a header line declares (a BOM before it ignored); csv.Error unless it is one CSV record."""
+    rows = _csv_fields(text.lstrip("\ufeff"))
+    if len(rows) != 1:
+        raise csv.Error("not one record")
+    return _Header.parse(rows[0])
 
 
 def _csv_fields(text: str) -> list[list[str]]:
@@ -401,12 +410,9 @@ def _fast_parse(
     first = texts[0]
     if first is not None and _HEADER_LINE.match(first):
         try:
-            rows = _csv_fields(first.lstrip("\ufeff"))
+            header, skip = _header_of(first), 1
         except csv.Error:
             return None
-        if len(rows) != 1:
-            return None
-        header, skip = _Header.parse(rows[0]), 1
     if header is None:
         return None
     if skip == n:
@@ -448,10 +454,9 @@ def _first_line_header(block: bytes) -> _Header | None:
     if not _HEADER_LINE.match(text):
         return None
     try:
-        rows = _csv_fields(text)
+        return _header_of(text)
     except csv.Error:
         return None
-    return _Header.parse(rows[0]) if len(rows) == 1 else None
 
 
 def _to_events(
@@ -536,6 +541,12 @@ class _Record:
     text: str
     reason: str | None = None  # set when the record itself is rejected (too_many_fields)
     detail: str = ""
+
+    def fit(self, width: int) -> _Record:
+        """This record, rejected as `too_many_fields` if it has more fields than a header of ``width``."""
+        if self.reason is None and len(self.fields) > width:
+            self.reason, self.detail = "too_many_fields", f"{len(self.fields)} fields, header has {width}"
+        return self
 
 
 @dataclass
@@ -742,10 +753,7 @@ class _Reader:
             if hdr[i]:
                 consumed[i] = True
                 try:
-                    rows = _csv_fields(text.lstrip("\ufeff"))
-                    if len(rows) != 1:
-                        raise csv.Error("not one record")
-                    headers.append((i, _Header.parse(rows[0])))
+                    headers.append((i, _header_of(text)))
                     self.stats.header_lines += 1
                 except csv.Error as exc:
                     headers.append((i, None))
@@ -807,14 +815,8 @@ class _Reader:
             if e <= s:
                 continue
             seg_records = [r for r in records if s <= r.idx < e]
-            for (
-                r
-            ) in seg_records:  # quoted records (read by the csv module) must fit the header they fall under
-                if r.reason is None and header is not None and len(r.fields) > header.width:
-                    r.reason, r.detail = (
-                        "too_many_fields",
-                        f"{len(r.fields)} fields, header has {header.width}",
-                    )
+            if header is not None:  # quoted records must fit the header they fall under
+                seg_records = [r.fit(header.width) for r in seg_records]
             if header is None:
                 live = np.flatnonzero(~consumed[s:e] & ~blank[s:e]) + s
                 for i in live.tolist():
@@ -960,15 +962,7 @@ class _Reader:
                 except csv.Error as exc:
                     records.append(_Record(i, [], text, "malformed_csv", f"csv: {exc}"))
                     continue
-                fields = rows[0] if rows else []
-                if len(fields) > width:
-                    records.append(
-                        _Record(
-                            i, fields, text, "too_many_fields", f"{len(fields)} fields, header has {width}"
-                        )
-                    )
-                else:
-                    records.append(_Record(i, fields, text))
+                records.append(_Record(i, rows[0] if rows else [], text).fit(width))
 
         if not pieces:
             df = _empty_positional(width).drop("_text")
@@ -1330,8 +1324,8 @@ def _status_parts(u: pl.Series, key: str, *, text_key: str) -> pl.DataFrame:
     )
     exact = pl.concat_str(pl.col("enh"), pl.lit(" ("), pl.col("text"), pl.lit(")")).eq_missing(pl.col("v"))
     f = f.with_columns(
-        text_ok=exact
-        & (pl.col("text") != ""),  # an empty text has no fragment: `5.1.1 ()` keeps its raw value
+        # an empty text has no fragment: `5.1.1 ()` keeps its raw value
+        text_ok=exact & (pl.col("text") != ""),
         plain=pl.col("v").eq_missing(pl.col("enh")),
     )
     text_frag = _frag(text_key, f["text"])
