@@ -1033,6 +1033,15 @@ def test_sub_microsecond_digits_keep_records_apart_whatever_the_offset(tmp_path:
     assert ev["event_time"].n_unique() == 1
 
 
+def test_a_thirty_character_time_with_an_offset_is_not_read_as_kumods_shape(tmp_path: Path) -> None:
+    p = tmp_path / "t.jsonl"
+    # the same instant: `.1234+01:00` is 30 characters long, like kumod's `.123400000Z`
+    times = ["2026-11-01T13:05:06.1234+01:00", "2026-11-01T12:05:06.123400000Z"]
+    p.write_text("".join(json.dumps({"type": "Delivery", "id": "a", "event_time": t}) + "\n" for t in times))
+    ev, _q, st = parse(p, "kumo/t.jsonl")
+    assert (ev.height, st.duplicates) == (1, 1)
+
+
 def test_a_document_followed_by_a_broken_frame_quarantines_the_loss(tmp_path: Path) -> None:
     c = zstandard.ZstdCompressor()
     doc = b'[\n {"type":"Delivery","id":"a","timestamp":1793534706}\n]\n'

@@ -401,13 +401,17 @@ EPOCH_RANGE = (-62135596800, 253402300799)
 _RFC3339 = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 
 
+def _kumod_shape(column: str) -> str:
+    """SQL: ``column`` looks like the time kumod writes (`YYYY-MM-DDTHH:MM:SS.fffffffffZ`, 30 characters)."""
+    return f"length({column}) = 30 AND {column}[11] = 'T' AND {column}[20] = '.' AND {column}[30] = 'Z'"
+
+
 def _rfc3339(column: str) -> str:
     """SQL: ``column`` as TIMESTAMPTZ when it has the RFC 3339 shape, else NULL (range: :func:`_in_range`). The
     shape kumod writes (30 characters, nanoseconds, `Z`) skips the pattern match; DuckDB's cast alone would
     also take `epoch`, `infinity`, bare dates or zone names."""
-    usual = f"length({column}) = 30 AND {column}[11] = 'T' AND {column}[20] = '.' AND {column}[30] = 'Z'"
     return (
-        f"CASE WHEN {usual} THEN TRY_CAST({column} AS TIMESTAMPTZ) "
+        f"CASE WHEN {_kumod_shape(column)} THEN TRY_CAST({column} AS TIMESTAMPTZ) "
         f"WHEN regexp_full_match({column}, '{_RFC3339}') THEN TRY_CAST(upper({column}) AS TIMESTAMPTZ) END"
     )
 
@@ -475,8 +479,7 @@ SELECT pos, line_no, byte_offset, rec_index, reason,
     -- RFC 3339 text kumod writes (YYYY-MM-DDTHH:MM:SS.fffffffffZ).
     CASE WHEN et_tz IS NOT NULL
          THEN CAST(epoch_us(et_tz) AS VARCHAR)
-              || CASE WHEN length(event_time) = 30 AND event_time[20] = '.'
-                      THEN substr(event_time, 27, 3)
+              || CASE WHEN {_kumod_shape("event_time")} THEN substr(event_time, 27, 3)
                       WHEN event_time[20] = '.'  -- any other fraction or offset: digits 7-9 of the fraction
                       THEN substr(rpad(regexp_extract(event_time, '^.{{20}}([0-9]+)', 1), 9, '0'), 7, 3)
                       ELSE '000' END
