@@ -552,6 +552,53 @@ def test_bad_quote_inside_a_field_is_quarantined(tmp_path: Path) -> None:
     assert res.events["recipient"].to_list() == ["c@b.example"]
 
 
+@pytest.mark.parametrize("chunk", [None, 7, 64])
+@pytest.mark.parametrize(
+    "neighbour",
+    ['d,2026-03-01 10:00:05+0000,c@b.example,"x" ,2', "d,2026-03-01 10:00:05+0000,c@b.example,ok,2"],
+)
+def test_a_line_with_undoubled_inner_quotes_reads_the_same_beside_any_neighbour(
+    tmp_path: Path, chunk: int | None, neighbour: str
+) -> None:
+    """Undoubled quotes inside a quoted field: the stray quotes are dropped and the line kept, whether its
+    block goes through the one-read fast path or line by line beside a line polars refuses."""
+    p = tmp_path / "acct.csv"
+    p.write_text(
+        "type,timeLogged,rcpt,dsnDiag,x\n"
+        'b,2026-03-01 10:00:00+0000,a@b.example,"smtp;550 5.7.1 "blocked" by policy",1\n'
+        f"{neighbour}\n"
+    )
+    res = parse(p) if chunk is None else parse(p, chunk_bytes=chunk)
+    row = by_line(res)[2]
+    assert (row["smtp_code"], row["enhanced_status"], row["response"]) == (550, "5.7.1", "blocked by policy")
+    assert json.loads(row["extra"]) == {"x": "1"}
+    if "ok" in neighbour:
+        assert sorted(by_line(res)) == [2, 3]
+        assert res.quarantine.height == 0
+    else:
+        assert sorted(by_line(res)) == [2]
+        assert res.quarantine.select("source_line", "reason", "detail").rows() == [
+            (3, "malformed_csv", "csv: ',' expected after '\"'")
+        ]
+    assert_reconciles(res.stats)
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_an_unterminated_quote_in_the_last_field_without_a_final_newline(
+    tmp_path: Path, chunk: int | None
+) -> None:
+    """Polars would end the open field at the end of the data and lose its value; it is malformed."""
+    p = tmp_path / "acct.csv"
+    last = 'd,2026-03-01 10:00:01+0000,c@b.example,smtp;250 ok,"1'
+    p.write_text(f"type,timeLogged,rcpt,dsnDiag,x\nd,2026-03-01 10:00:00+0000,a@b.example,ok,2\n{last}")
+    res = parse(p) if chunk is None else parse(p, chunk_bytes=chunk)
+    assert res.events["recipient"].to_list() == ["a@b.example"]
+    assert res.quarantine.select("source_line", "reason", "detail", "raw_text").rows() == [
+        (3, "malformed_csv", "unterminated quoted field", last)
+    ]
+    assert_reconciles(res.stats)
+
+
 def test_overlong_line_is_quarantined_and_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pmta, "MAX_LINE_BYTES", 64)
     monkeypatch.setattr(pmta, "QUARANTINE_TEXT_MAX", 10)

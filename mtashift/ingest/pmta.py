@@ -415,6 +415,9 @@ def _fast_parse(
             return None
     if header is None:
         return None
+    last = texts[n - 1]
+    if not data.endswith(b"\n") and last is not None and last.count('"') % 2:
+        return None  # polars ends an unterminated quoted field at the end of the data instead of refusing it
     if skip == n:
         parsed = _empty_positional(header.width).drop("_text")
     else:
@@ -957,6 +960,13 @@ class _Reader:
                 if consumed[i] or blank[i]:
                     continue
                 text = texts[i] or ""
+                # each line alone, as the fast path would read it: a line's fate must not depend on the
+                # lines it shares a block with (polars takes some quoting the csv module refuses)
+                with contextlib.suppress(pl.exceptions.PolarsError):
+                    one = _read_positional(text.encode("utf-8"), width, 0)
+                    if len(one) == 1:
+                        pieces.append(one.with_columns(_idx=pl.lit(i, dtype=pl.Int64)))
+                        continue
                 try:
                     rows = _csv_fields(text)
                 except csv.Error as exc:
