@@ -3,6 +3,7 @@ hand-computed expectations, plus a conformance run over the guide samples of the
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import random
@@ -20,6 +21,7 @@ from mtashift.ingest import pmta
 from mtashift.ingest.common import (
     RawEventsWriter,
     SeenKeys,
+    byte_positions,
     constant_categorical,
     event_id_of,
     idna_domain,
@@ -552,34 +554,110 @@ def test_bad_quote_inside_a_field_is_quarantined(tmp_path: Path) -> None:
     assert res.events["recipient"].to_list() == ["c@b.example"]
 
 
+LOOSE_LINES = [
+    # undoubled quotes inside a quoted field
+    'b,2026-03-01 10:00:00+0000,a@b.example,"smtp;550 5.7.1 "blocked" by policy",1',
+    # polars would read these two without an error and drop everything after the stray quote
+    'b,2026-03-01 10:00:01+0000,a@b.example,a","","z,2',
+    'b,2026-03-01 10:00:02+0000,a@b.example, "," w,3',
+    # text after a closing quote
+    'b,2026-03-01 10:00:03+0000,a@b.example,"x" ,4',
+]
+
+
 @pytest.mark.parametrize("chunk", [None, 7, 64])
-@pytest.mark.parametrize(
-    "neighbour",
-    ['d,2026-03-01 10:00:05+0000,c@b.example,"x" ,2', "d,2026-03-01 10:00:05+0000,c@b.example,ok,2"],
-)
-def test_a_line_with_undoubled_inner_quotes_reads_the_same_beside_any_neighbour(
+@pytest.mark.parametrize("neighbour", ["strict", "loose"])
+def test_quoting_that_strict_csv_refuses_is_malformed_beside_any_neighbour(
     tmp_path: Path, chunk: int | None, neighbour: str
 ) -> None:
-    """Undoubled quotes inside a quoted field: the stray quotes are dropped and the line kept, whether its
-    block goes through the one-read fast path or line by line beside a line polars refuses."""
+    """A line with a stray quote is malformed_csv with its raw text, never an event that lost what followed
+    the quote; strict quoting (doubled quotes, commas inside, a literal quote inside an unquoted field) is
+    read exactly; the result does not depend on the other lines of the block or on the block size."""
+    strict = [
+        'b,2026-03-01 10:00:10+0000,c@b.example,"smtp;550 5.7.1 ""blocked"", by policy",5',
+        'b,2026-03-01 10:00:11+0000,c@b.example,smtp;550 user "x" unknown,6',
+    ]
+    lines = [LOOSE_LINES[0], *strict] if neighbour == "strict" else [*LOOSE_LINES, *strict]
     p = tmp_path / "acct.csv"
-    p.write_text(
-        "type,timeLogged,rcpt,dsnDiag,x\n"
-        'b,2026-03-01 10:00:00+0000,a@b.example,"smtp;550 5.7.1 "blocked" by policy",1\n'
-        f"{neighbour}\n"
-    )
+    p.write_text("type,timeLogged,rcpt,dsnDiag,x\n" + "\n".join(lines) + "\n")
     res = parse(p) if chunk is None else parse(p, chunk_bytes=chunk)
-    row = by_line(res)[2]
-    assert (row["smtp_code"], row["enhanced_status"], row["response"]) == (550, "5.7.1", "blocked by policy")
-    assert json.loads(row["extra"]) == {"x": "1"}
-    if "ok" in neighbour:
-        assert sorted(by_line(res)) == [2, 3]
-        assert res.quarantine.height == 0
-    else:
-        assert sorted(by_line(res)) == [2]
-        assert res.quarantine.select("source_line", "reason", "detail").rows() == [
-            (3, "malformed_csv", "csv: ',' expected after '\"'")
-        ]
+    n_loose = len(lines) - 2
+    assert res.quarantine.select("source_line", "reason", "raw_text").rows() == [
+        (2 + k, "malformed_csv", lines[k]) for k in range(n_loose)
+    ]
+    assert all(d.startswith("csv: ") for d in res.quarantine["detail"])
+    rows = by_line(res)
+    assert sorted(rows) == [2 + n_loose, 3 + n_loose]
+    first, second = rows[2 + n_loose], rows[3 + n_loose]
+    assert (first["smtp_code"], first["enhanced_status"], first["response"]) == (
+        550,
+        "5.7.1",
+        '"blocked", by policy',
+    )
+    assert json.loads(first["extra"]) == {"x": "5"}
+    assert (second["smtp_code"], second["response"]) == (550, 'user "x" unknown')
+    assert json.loads(second["extra"]) == {
+        "dsnDiagPrefix": "smtp;550 ",
+        "x": "6",
+    }  # no status to rebuild it from
+    assert_reconciles(res.stats)
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_loose_quoting_mask_matches_the_strict_csv_module(eol: str) -> None:
+    """The vectorised pre-check refuses exactly the single lines the strict csv module refuses, whether a
+    line is checked alone or among others (quote pairing runs over the whole buffer)."""
+    cases = [
+        *LOOSE_LINES,
+        'd,"a""b",c',
+        'd,a"b,c',
+        'd,"",',
+        "d,,",
+        'd,"a,b"',
+        '"x,y",z,"w"',
+        'd,"a,"b,"c",',  # every quote touches a comma, yet the first field closes before `b`
+        'd,"a"b"',
+        '"',
+        'd,""""',
+    ]
+    expected = [True] * len(LOOSE_LINES) + [False] * 6 + [True, True, True, False]
+    refused = []
+    for line in cases:
+        try:
+            pmta._csv_fields(line)
+            refused.append(False)
+        except csv.Error:
+            refused.append(True)
+    assert refused == expected
+
+    def mask(lines: list[str]) -> list[bool]:
+        buf = (eol.join(lines) + eol).encode()
+        return pmta._loose_quoting(pl.Series(lines), buf).tolist()
+
+    assert mask(cases) == expected
+    assert [mask([line])[0] for line in cases] == expected
+    assert mask(['d,"a,b",c', 'e,"x",', "f,g"]) == [False, False, False]  # settled by the pairing alone
+    # after a header line that the buffer still holds
+    head = 'type,"x"' + eol
+    buf = (head + eol.join(cases) + eol).encode()
+    assert pmta._loose_quoting(pl.Series(cases), buf, len(head)).tolist() == expected
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+@pytest.mark.parametrize("final_newline", [True, False])
+def test_a_surplus_empty_field_on_the_last_line_is_too_many_fields(
+    tmp_path: Path, chunk: int | None, final_newline: bool
+) -> None:
+    """Polars ignores one surplus empty field at the very end of the data; the line is still too long."""
+    p = tmp_path / "acct.csv"
+    last = "d,2026-03-01 10:00:01+0000,c@b.example,ok,1,"
+    body = f"type,timeLogged,rcpt,dsnDiag,x\nd,2026-03-01 10:00:00+0000,a@b.example,ok,2\n{last}"
+    p.write_text(body + ("\n" if final_newline else ""))
+    res = parse(p) if chunk is None else parse(p, chunk_bytes=chunk)
+    assert res.events["recipient"].to_list() == ["a@b.example"]
+    assert res.quarantine.select("source_line", "reason", "detail", "raw_text").rows() == [
+        (3, "too_many_fields", "6 fields, header has 5", last)
+    ]
     assert_reconciles(res.stats)
 
 
@@ -614,12 +692,14 @@ def test_overlong_line_is_quarantined_and_skipped(tmp_path: Path, monkeypatch: p
 
 
 @pytest.mark.parametrize("step", [1, 3, 8, 1 << 18])
-def test_newline_positions_across_piece_boundaries(step: int) -> None:
+def test_byte_positions_across_piece_boundaries(step: int) -> None:
     data = b"\nab\n\ncdefg\r\nh\n" + b"x" * 9 + b"\n"
     arr = np.frombuffer(data, dtype=np.uint8)
-    assert newline_positions(arr, step=step).tolist() == [0, 3, 4, 11, 13, 23]
-    assert newline_positions(arr[:0], step=step).tolist() == []
-    assert newline_positions(arr[1:3], step=step).tolist() == []
+    assert byte_positions(arr, 10, step=step).tolist() == [0, 3, 4, 11, 13, 23]
+    assert byte_positions(arr, ord("x"), step=step).tolist() == list(range(14, 23))
+    assert byte_positions(arr[:0], 10, step=step).tolist() == []
+    assert byte_positions(arr[1:3], 10, step=step).tolist() == []
+    assert newline_positions(arr).tolist() == [0, 3, 4, 11, 13, 23]
 
 
 def _blocks_of(path: Path, size: int, *, plain: bool) -> list[object]:

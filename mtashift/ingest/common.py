@@ -106,14 +106,19 @@ def with_occurrence(text: pl.Expr, occurrence: pl.Expr) -> pl.Expr:
     return pl.concat_str(text, pl.lit(OCCURRENCE_SEPARATOR), occurrence.cast(pl.String))
 
 
-def newline_positions(arr: np.ndarray, *, step: int = 1 << 18) -> np.ndarray:
-    """Indices of the ``\\n`` bytes of ``arr`` (uint8). Scanned in pieces so the comparison's mask stays in
-    cache instead of being a fresh array as large as the buffer: ~40 % faster on 32 MiB chunks."""
+def byte_positions(arr: np.ndarray, value: int, *, step: int = 1 << 18) -> np.ndarray:
+    """Indices of the bytes of ``arr`` (uint8) equal to ``value``. Scanned in pieces so the comparison's mask
+    stays in cache instead of being a fresh array as large as the buffer: ~40 % faster on 32 MiB chunks."""
     parts = []
     for start in range(0, len(arr), step):
-        found = np.flatnonzero(arr[start : start + step] == 10)
+        found = np.flatnonzero(arr[start : start + step] == value)
         parts.append(found + start if start else found)
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
+
+
+def newline_positions(arr: np.ndarray) -> np.ndarray:
+    """Indices of the ``\\n`` bytes of ``arr`` (uint8)."""
+    return byte_positions(arr, 10)
 
 
 class SeenKeys:

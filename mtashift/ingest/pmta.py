@@ -61,6 +61,7 @@ import pyarrow.parquet as pq
 from mtashift.ingest.common import (
     RawEventsWriter,
     SeenKeys,
+    byte_positions,
     constant_categorical,
     event_hash,
     hash_key,
@@ -84,16 +85,23 @@ MAX_RECORD_LINES = 64  # a quoted field may continue over at most this many furt
 PROBE_BYTES = 64 * 1024  # how far past a block's nominal end the plain-file reader looks for its line end
 MAX_LINE_BYTES = 16 * 2**20  # a longer line is quarantined (only its first QUARANTINE_TEXT_MAX chars kept)
 QUARANTINE_TEXT_MAX = 64 * 1024
-LEAF_LINES = 256
+LEAF_LINES = 256  # below this, a slice polars refuses is read line by line by the csv module
 WORKERS = 2  # batches prepared concurrently
-AHEAD = 3  # batches read and submitted ahead of the one being finished (bounds memory)  # below this, a slice polars refuses is parsed line by line with the csv module
+AHEAD = 3  # batches read and submitted ahead of the one being finished (bounds memory)
 
 BOM = b"\xef\xbb\xbf"
+QUOTE, COMMA, LF, CR = (ord(ch) for ch in '",\n\r')
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S%z"
 EPOCH_MAX = 4_102_444_800  # 2100-01-01: a larger integer is not a plausible epoch-seconds timestamp
 # the first field is `type`, bare or quoted (`"type,x"` is a data value, not a header)
 HEADER_RE = r"^[\s\x{FEFF}]*(?:\"(?i:type)\"|(?i:type))\s*(?:,|$)"
 _HEADER_LINE = re.compile(r'^[\s\ufeff]*(?:"type"|type)\s*(?:,|$)', re.IGNORECASE)
+# One line of strict RFC 4180: a field that opens with a quote ends at its closing quote and doubles the
+# quotes inside it; a quote inside an unquoted field is literal. polars reads some other quoting leniently
+# and can drop what follows a stray quote without an error, so a line with a quote that fails this never
+# reaches polars: the strict csv module decides it.
+_STRICT_FIELD = r'(?:"(?:[^"]|"")*"|[^",][^,]*|)'
+STRICT_LINE_RE = rf"^{_STRICT_FIELD}(?:,{_STRICT_FIELD})*$"
 ENHANCED = r"[245]\.\d{1,3}\.\d{1,3}"
 # dsnDiag: `<diagnostic type>;<reply code> <enhanced status> <text>`; everything but the text is optional.
 # DIAG_FAST covers the usual shape cheaply; DIAG_PREFIX is tried on the rest.
@@ -227,6 +235,15 @@ def _header_of(text: str) -> _Header:
 def _csv_fields(text: str) -> list[list[str]]:
     """All records of ``text`` by the csv module in strict mode (raises csv.Error when malformed)."""
     return list(csv.reader(io.StringIO(text, newline=""), strict=True))
+
+
+def _csv_record(idx: int, text: str, width: int) -> _Record:
+    """One line read by the strict csv module: its record, or the reason it is refused."""
+    try:
+        rows = _csv_fields(text)
+    except csv.Error as exc:
+        return _Record(idx, [], text, "malformed_csv", f"csv: {exc}")
+    return _Record(idx, rows[0] if rows else [], text).fit(width)
 
 
 # --------------------------------------------------------------------------------------------- byte source
@@ -399,7 +416,7 @@ def _fast_parse(
     data: bytes, texts: pl.Series, header: _Header | None
 ) -> tuple[pl.DataFrame, _Header, int, int] | None:
     """The common case in one polars read: valid UTF-8, one header (in force, or on the first line),
-    no record spanning lines, no line refused by polars. None means: take the careful path.
+    no record spanning lines, no line refused by polars or quoted loosely. None means: take the careful path.
 
     A quoted field running over a line end makes polars return fewer rows than there are lines, and a
     row longer than the header or a badly quoted field makes it fail, so both are caught here.
@@ -415,9 +432,10 @@ def _fast_parse(
             return None
     if header is None:
         return None
-    last = texts[n - 1]
-    if not data.endswith(b"\n") and last is not None and last.count('"') % 2:
-        return None  # polars ends an unterminated quoted field at the end of the data instead of refusing it
+    if not data.endswith(b"\n"):
+        # at the very end of the data polars closes an unterminated quoted field and ignores one surplus
+        # empty field instead of refusing the line; with a line end it refuses both
+        data += b"\n"
     if skip == n:
         parsed = _empty_positional(header.width).drop("_text")
     else:
@@ -428,6 +446,8 @@ def _fast_parse(
         if len(parsed) != n - skip:
             return None
     lines = texts.slice(skip)
+    if b'"' in data and _loose_quoting(lines, data, _line_offset(data, skip)).any():
+        return None
     c0 = parsed["c0"]
     firsts = c0.drop_nulls().unique()
     if firsts.str.contains(HEADER_RE).any():
@@ -442,6 +462,63 @@ def _fast_parse(
     if n_blank:
         parsed = parsed.filter(~blank)
     return parsed, header, skip, n_blank
+
+
+def _loose_quoting(lines: pl.Series, buf: bytes, start: int = 0) -> np.ndarray:
+    """Mask of ``lines`` holding a quote that strict RFC 4180 refuses (see STRICT_LINE_RE).
+
+    ``buf[start:]`` holds exactly these lines, one per ``\\n``. Its quotes are paired in order first: when
+    every pair opens a field (after a ``,`` or a line start) and closes it (before a ``,`` or a line end),
+    every line is strict. That one vectorised pass settles the usual block, where the only quotes are those
+    around fields holding commas; only the lines holding any other quote are matched against the pattern.
+    """
+    loose = np.zeros(len(lines), dtype=bool)
+    arr = np.frombuffer(buf, dtype=np.uint8)[start:]
+    q = byte_positions(arr, QUOTE)
+    if not len(q):
+        return loose
+    n = len(arr)
+    if len(q) % 2:
+        odd = q
+    else:
+        o, c = q[0::2], q[1::2]
+        before = arr[np.maximum(o - 1, 0)]
+        after = arr[np.minimum(c + 1, n - 1)]
+        after2 = arr[np.minimum(c + 2, n - 1)]
+        opens = (o == 0) | (before == COMMA) | (before == LF)
+        closes = (
+            (c == n - 1)
+            | (after == COMMA)
+            | (after == LF)
+            | ((after == CR) & ((c + 2 == n) | (after2 == LF)))
+        )
+        bad = ~(opens & closes)
+        if not bad.any():
+            return loose
+        odd = np.concatenate([o[bad], c[bad]])
+    starts = np.r_[0, newline_positions(arr) + 1]
+    idx = np.unique(np.searchsorted(starts, odd, side="right") - 1)
+    idx = idx[idx < len(lines)]
+    loose[idx] = ~lines.gather(idx).str.contains(STRICT_LINE_RE).fill_null(True).to_numpy()
+    return loose
+
+
+def _line_offset(buf: bytes, k: int) -> int:
+    """Byte offset of line ``k`` of ``buf``."""
+    off = 0
+    for _ in range(k):
+        off = buf.index(b"\n", off) + 1
+    return off
+
+
+def _joined(texts: pl.Series, consumed: np.ndarray, lo: int, hi: int) -> bytes:
+    """Lines [lo, hi) as one newline-terminated buffer, consumed lines left empty (so line numbers hold)."""
+    seg = (
+        texts.slice(lo, hi - lo)
+        .to_frame("t")
+        .select(pl.when(pl.Series(consumed[lo:hi])).then(pl.lit("")).otherwise(pl.col("t")).fill_null(""))
+    )
+    return seg.to_series().str.join("\n").item().encode("utf-8") + b"\n"
 
 
 def _first_line_header(block: bytes) -> _Header | None:
@@ -917,31 +994,32 @@ class _Reader:
         """Positional frame (c0.., _idx, _text) of the plain lines in [s, e), plus csv-module records.
 
         ``raw``, when given, holds exactly the lines [0, e) of the batch with lines [0, s) to be skipped.
+        Lines whose quoting is not strict are read by the csv module, never by polars (see STRICT_LINE_RE).
         """
         width = header.width
         records: list[_Record] = []
         pieces: list[pl.DataFrame] = []
+        if raw is None:
+            raw, skip = _joined(texts, consumed, s, e), 0
+        else:
+            raw, skip = (raw if raw.endswith(b"\n") else raw + b"\n"), s  # see _fast_parse
+        loose = _loose_quoting(texts.slice(s, e - s), raw, _line_offset(raw, skip))
+        loose &= ~consumed[s:e] & ~blank[s:e]
+        if loose.any():
+            # hidden from polars like the continuation lines; the csv module reads them below
+            idx = np.flatnonzero(loose) + s
+            consumed = consumed.copy()
+            consumed[idx] = True
+            records.extend(_csv_record(i, texts[i] or "", width) for i in idx.tolist())
+            raw, skip = _joined(texts, consumed, s, e), 0
 
         # an explicit work list rather than a recursive closure: a closure cycle would keep every batch's
         # frames alive until the next garbage collection
-        work: list[tuple[int, int, bytes | None]] = [(s, e, raw)]
+        work: list[tuple[int, int, bytes | None, int]] = [(s, e, raw, skip)]
         while work:
-            lo, hi, buf = work.pop()
-            skip = 0
+            lo, hi, buf, skip = work.pop()
             if buf is None:
-                seg = (
-                    texts.slice(lo, hi - lo)
-                    .to_frame("t")
-                    .select(
-                        pl.when(pl.Series(consumed[lo:hi]))
-                        .then(pl.lit(""))
-                        .otherwise(pl.col("t"))
-                        .fill_null("")
-                    )
-                )
-                buf = seg.to_series().str.join("\n").item().encode("utf-8")
-            else:
-                skip = lo
+                buf = _joined(texts, consumed, lo, hi)
             try:
                 df = _read_positional(buf, width, skip)
                 if len(df) != hi - lo:
@@ -953,26 +1031,13 @@ class _Reader:
             del buf
             if hi - lo > LEAF_LINES:
                 mid = (lo + hi) // 2
-                work.append((mid, hi, None))
-                work.append((lo, mid, None))
+                work.append((mid, hi, None, 0))
+                work.append((lo, mid, None, 0))
                 continue
             for i in range(lo, hi):
                 if consumed[i] or blank[i]:
                     continue
-                text = texts[i] or ""
-                # each line alone, as the fast path would read it: a line's fate must not depend on the
-                # lines it shares a block with (polars takes some quoting the csv module refuses)
-                with contextlib.suppress(pl.exceptions.PolarsError):
-                    one = _read_positional(text.encode("utf-8"), width, 0)
-                    if len(one) == 1:
-                        pieces.append(one.with_columns(_idx=pl.lit(i, dtype=pl.Int64)))
-                        continue
-                try:
-                    rows = _csv_fields(text)
-                except csv.Error as exc:
-                    records.append(_Record(i, [], text, "malformed_csv", f"csv: {exc}"))
-                    continue
-                records.append(_Record(i, rows[0] if rows else [], text).fit(width))
+                records.append(_csv_record(i, texts[i] or "", width))
 
         if not pieces:
             df = _empty_positional(width).drop("_text")
