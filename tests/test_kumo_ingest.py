@@ -431,6 +431,21 @@ def test_times_offsets_and_fallbacks(tmp_path: Path) -> None:
     assert quarantine.select("source_line", "reason").rows() == [(3, "bad_timestamp")]
 
 
+def test_fractional_epoch_seconds_round_to_the_nearest_second(tmp_path: Path) -> None:
+    """kumod writes whole seconds; a fraction from another producer is rounded (documented), not an error."""
+    recs = [
+        with_(DELIVERY, id=i, event_time=None, timestamp=t)
+        for i, t in (("a", 1793534706.4), ("b", 1793534706.5))
+    ]
+    p = write_text(tmp_path / "f.jsonl", "".join(line(r) + "\n" for r in recs))
+    events, quarantine, _s = parse(p, "kumo/n1/f.jsonl")
+    assert quarantine.height == 0
+    assert events.select("message_id", "event_time").rows() == [
+        ("a", utc(2026, 11, 1, 12, 5, 6)),
+        ("b", utc(2026, 11, 1, 12, 5, 7)),
+    ]
+
+
 def test_feedback_byte_arrays_and_version_forms_are_kept(tmp_path: Path) -> None:
     report = {
         "feedback_type": "abuse",
@@ -561,6 +576,62 @@ def test_webhook_single_pretty_printed_object(tmp_path: Path) -> None:
     assert events.select("message_id", "source_line").rows() == [(RECEPTION["id"], 1)]
     assert json.loads(events["extra"][0]) == RECEPTION
     assert stats.document_mode
+
+
+def _raw_record(message_id: str) -> str:
+    """A record whose text a parse-and-dump round trip would change: number spellings, an integer wider
+    than 64 bits, an overflowing exponent, an escape, and a duplicate key that is part of the event id."""
+    body = line(with_(DELIVERY, id=message_id))[1:-1]
+    return (
+        '{"meta":{"score":1.10,"big":123456789012345678901234567890,"huge":1e400,"esc":"\\u00e9"},'
+        f'{body},"num_attempts":9,"num_attempts":1}}'
+    )
+
+
+@pytest.mark.parametrize("form", ["line", "batch", "pretty_batch", "document"])
+def test_array_elements_are_kept_as_written_and_hash_like_lines(tmp_path: Path, form: str) -> None:
+    """An array element reads as the same record on a line of its own: same event id (duplicate keys
+    resolve the same way), and `extra` holds its text as written, with only its position put first."""
+    a, b = _raw_record("id-a"), _raw_record("id-b")
+    text = {
+        "line": f"{a}\n{b}\n",
+        "batch": f"[{a},{b}]\n",
+        "pretty_batch": f"[ {a} ,\t{b} ]\n",
+        "document": f"[\n  {a},\n  {b}\n]\n",
+    }[form]
+    p = write_text(tmp_path / "kumo" / "webhooks" / "raw.json", text)
+    events, quarantine, stats = parse(p, "kumo/webhooks/raw.json")
+    assert quarantine.height == 0
+    assert stats.document_mode == (form == "document")
+    lines, _q, _s = parse(write_text(tmp_path / "kumo" / "webhooks" / "ref.json", f"{a}\n{b}\n"), "ref")
+    assert events["event_id"].to_list() == lines["event_id"].to_list()
+    assert events["attempts"].to_list() == lines["attempts"].to_list()
+    if form == "line":
+        assert events["extra"].to_list() == [a, b]
+    else:
+        assert events["extra"].to_list() == ['{"record_index":0,' + a[1:], '{"record_index":1,' + b[1:]]
+
+
+def test_an_element_with_its_own_record_index_keeps_it(tmp_path: Path) -> None:
+    own = '{"record_index":"theirs","record_index#2":5,' + line(with_(DELIVERY, id="id-a"))[1:]
+    p = write_text(tmp_path / "kumo" / "webhooks" / "own.json", f"[{own}]\n[{{}}, {{ }}]\n")
+    events, quarantine, _stats = parse(p, "kumo/webhooks/own.json")
+    assert events["extra"].to_list() == ['{"record_index#3":0,' + own[1:]]
+    extra = json.loads(events["extra"][0])
+    assert (extra["record_index"], extra["record_index#2"], extra["record_index#3"]) == ("theirs", 5, 0)
+    # an empty object is no record, and its text is quarantined as it was (not turned into invalid JSON)
+    assert quarantine.select("source_line", "reason", "raw_text").rows() == [
+        (2, "not_a_record", "{}"),
+        (2, "not_a_record", "{ }"),
+    ]
+
+
+def test_array_elements_reader_refuses_what_strict_json_refuses() -> None:
+    assert kumo._array_elements(' [ 1 , {"a": [2, 3]} ,"x"]\n') == ["1", '{"a": [2, 3]}', '"x"']
+    assert kumo._array_elements("[]") == []
+    for bad in ("[1,]", "[NaN]", "[1 2]", "[1] x", "{}", "[", '["a"'):
+        with pytest.raises(ValueError):
+            kumo._array_elements(bad)
 
 
 def test_duplicates_in_a_file_are_dropped_and_ids_match_across_files(tmp_path: Path) -> None:
@@ -974,7 +1045,7 @@ REC = '{"type":"Delivery","id":"a","timestamp":1793534706'
         (
             "pretty document with a lone surrogate",
             b"[\n" + REC.encode() + b',"x":"\\udc00"}\n]\n',
-            ["invalid_json"] * 3,
+            ["invalid_json"],  # its one record, as on a line of its own
             0,
         ),
     ],

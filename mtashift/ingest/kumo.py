@@ -679,6 +679,45 @@ _LENIENT_MARKS = [
 ]  # fmt: skip
 
 
+_ELEMENT_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_JSON_SPACE = " \t\r\n"
+
+
+def _array_elements(text: str) -> list[str]:
+    """Each element of the JSON array ``text`` as written: numbers, escapes and duplicate keys stay as they
+    are, so an element reads exactly as the same record on a line of its own. Raises ValueError when
+    ``text`` is not one strict JSON array (JSONDecodeError is a ValueError)."""
+    n = len(text)
+
+    def skip(i: int) -> int:
+        while i < n and text[i] in _JSON_SPACE:
+            i += 1
+        return i
+
+    i = skip(0)
+    if i == n or text[i] != "[":
+        raise ValueError("not a JSON array")
+    out: list[str] = []
+    i = skip(i + 1)
+    if i < n and text[i] == "]":
+        end = i + 1
+    else:
+        while True:
+            _value, end = _ELEMENT_DECODER.raw_decode(text, i)
+            out.append(text[i:end])
+            i = skip(end)
+            if i < n and text[i] == ",":
+                i = skip(i + 1)
+                continue
+            if i < n and text[i] == "]":
+                end = i + 1
+                break
+            raise ValueError(f"expected ',' or ']' at character {i}")
+    if skip(end) != n:
+        raise ValueError(f"extra data at character {skip(end)}")
+    return out
+
+
 def _dumps(value: object) -> str:
     try:
         return orjson.dumps(value).decode()
@@ -787,18 +826,16 @@ class _Reader:
         rows: list[tuple[int, int, int, str]] = []
         for line_no, off, raw in arrays:
             try:
-                values = _loads(raw)
-                assert isinstance(values, list)
-                texts = [_dumps(v) for v in values]
+                texts = _array_elements(raw)
             except ValueError:  # DuckDB's parser is more lenient (trailing commas, NaN) than JSON
                 self.quarantine_one(line_no, off, "invalid_json", _json_error(raw), _text(raw))
                 continue
-            if not values:
+            if not texts:
                 self.stats.other_lines += 1
                 self.stats.records_read -= 1
                 continue
-            self.stats.records_read += len(values) - 1
-            self.stats.fanout += len(values) - 1
+            self.stats.records_read += len(texts) - 1
+            self.stats.fanout += len(texts) - 1
             rows.extend((line_no, off, i, t) for i, t in enumerate(texts))
         return self._parse(*_table(rows), second_pass=True) if rows else pl.DataFrame()
 
@@ -974,11 +1011,27 @@ def _table(rows: list[tuple[int, int, int | None, str]]) -> tuple[pa.Table, pl.S
         schema={"pos": pl.Int64, "line_no": pl.Int64, "byte_offset": pl.Int64, "rec_index": pl.Int32,
                 "txt": pl.String},
     )  # fmt: skip
-    extra = [
-        t if i is None or not t.startswith("{") else f'{{"record_index":{i},' + t[1:]
-        for i, t in zip(idx, txt, strict=True)
-    ]
+    extra = [t if i is None else _with_record_index(t, i) for i, t in zip(idx, txt, strict=True)]
     return frame.to_arrow().cast(_LINES_SCHEMA), pl.Series("extra", extra, dtype=pl.String)
+
+
+def _with_record_index(text: str, index: int) -> str:
+    """An element's text with its position in the array as the first key: ``record_index``, or the first
+    free ``record_index#n`` when the element has a key of that name itself (it keeps its own value)."""
+    if not text.startswith("{"):
+        return text  # not an object: quarantined as not_a_record, with its text as it was
+    key = "record_index"
+    if f'"{key}' in text:
+        with contextlib.suppress(ValueError):
+            own = _loads(text)
+            if isinstance(own, dict):
+                n = 1
+                while key in own:
+                    n += 1
+                    key = f"record_index#{n}"
+    body = text[1:]
+    sep = "" if body.lstrip(_JSON_SPACE).startswith("}") else ","
+    return f'{{"{key}":{index}{sep}' + body
 
 
 def _line_views(buf: memoryview, arr: np.ndarray, starts: np.ndarray, txt: pa.Array) -> pl.Series:
@@ -1255,9 +1308,13 @@ def _document_or_lines(pieces: Iterator[bytes], reader: _Reader) -> Iterator[byt
             return _chain(bytes(head), pieces)
     data = bytes(head)
     try:
-        doc = _loads(data[len(UTF8_BOM) :] if data.startswith(UTF8_BOM) else data)
-        texts = [_dumps(v) for v in doc] if isinstance(doc, list) else _dumps(doc)
-    except ValueError:
+        text = (data[len(UTF8_BOM) :] if data.startswith(UTF8_BOM) else data).decode("utf-8")
+        texts = text.strip(_JSON_SPACE)
+        if texts.startswith("["):
+            texts = _array_elements(texts)
+        else:
+            _loads(texts)  # one record, or not JSON at all
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return _chain(data, iter(()))
     _document(reader, data, texts)
     return None
