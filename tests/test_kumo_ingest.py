@@ -626,6 +626,32 @@ def test_an_element_with_its_own_record_index_keeps_it(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("depth", [2_000, 100_000])
+def test_nesting_deeper_than_the_parsers_is_quarantined_not_fatal(tmp_path: Path, depth: int) -> None:
+    """Python's parser gives up with RecursionError on deep nesting; that is bad input, not a crash."""
+    a, b = line(with_(DELIVERY, id="id-a")), line(with_(DELIVERY, id="id-b"))
+    deep = "[" * depth + "]" * depth
+    batch = write_text(tmp_path / "kumo" / "webhooks" / "deep.json", f"{a}\n{deep}\n{b}\n")
+    events, quarantine, _s = parse(batch, "kumo/webhooks/deep.json")
+    assert events["message_id"].to_list() == ["id-a", "id-b"]
+    assert quarantine.select("source_line", "reason").rows() == [(2, "invalid_json")]
+    assert "depth" in quarantine["detail"][0]
+    doc = write_text(tmp_path / "kumo" / "webhooks" / "doc.json", f"[\n{deep}\n]\n")
+    events, quarantine, stats = parse(doc, "kumo/webhooks/doc.json")
+    assert (events.height, stats.document_mode) == (0, False)  # read line by line after all
+    assert quarantine["reason"].to_list() == ["invalid_json"] * 3
+    c = with_(DELIVERY, id="id-c")
+    c.pop("recipient")
+    rcpt = write_text(
+        tmp_path / "kumo" / "webhooks" / "rcpt.json",
+        line(c)[:-1] + f',"recipient":["x@y.example",{deep}]}}\n',
+    )
+    events, quarantine, _s = parse(rcpt, "kumo/webhooks/rcpt.json")
+    assert (events.height, quarantine.height) == (1, 0)
+    assert events["recipient"].to_list() == [None]  # the array stays whole in `extra`
+    assert events["extra"][0].endswith(f',"recipient":["x@y.example",{deep}]}}')
+
+
 def test_array_elements_reader_refuses_what_strict_json_refuses() -> None:
     assert kumo._array_elements(' [ 1 , {"a": [2, 3]} ,"x"]\n') == ["1", '{"a": [2, 3]}', '"x"']
     assert kumo._array_elements("[]") == []

@@ -667,7 +667,10 @@ def _loads(text: str | bytes) -> object:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         # orjson rejects integers wider than 64 bits; the standard library does not (nor, so told, NaN).
-        return json.loads(text, parse_constant=_no_constant)
+        try:
+            return json.loads(text, parse_constant=_no_constant)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 # What DuckDB's lenient reader takes but JSON forbids: NaN/Infinity values and trailing commas. Lines holding
@@ -703,7 +706,10 @@ def _array_elements(text: str) -> list[str]:
         end = i + 1
     else:
         while True:
-            _value, end = _ELEMENT_DECODER.raw_decode(text, i)
+            try:
+                _value, end = _ELEMENT_DECODER.raw_decode(text, i)
+            except RecursionError:
+                raise ValueError("JSON nested too deeply") from None
             out.append(text[i:end])
             i = skip(end)
             if i < n and text[i] == ",":
@@ -1104,10 +1110,13 @@ def kumo_event_id(
 
 
 def _recipients(text: str) -> list[str | None]:
-    values = _loads(text)
-    if not isinstance(values, list) or not values:
+    try:
+        values = _loads(text)
+        if not isinstance(values, list) or not values:
+            return [None]
+        return [v if isinstance(v, str) or v is None else _dumps(v) for v in values]
+    except (ValueError, RecursionError):  # nested too deeply to take apart: the record keeps it in `extra`
         return [None]
-    return [v if isinstance(v, str) or v is None else _dumps(v) for v in values]
 
 
 def _explode_recipients(ok: pl.DataFrame) -> pl.DataFrame:
