@@ -643,6 +643,26 @@ def test_loose_quoting_mask_matches_the_strict_csv_module(eol: str) -> None:
     assert pmta._loose_quoting(pl.Series(cases), buf, len(head)).tolist() == expected
 
 
+@pytest.mark.parametrize("chunk", [None, 64])
+def test_fields_longer_than_the_csv_modules_default_limit(tmp_path: Path, chunk: int | None) -> None:
+    """Records the csv module reads (a multi-line one, one too long) may hold fields over its 128 KiB
+    default: they are read like any other, not refused for the field's length."""
+    big = "smtp;550 5.1.1 " + "y" * 200_000
+    p = tmp_path / "acct.csv"
+    p.write_text(
+        "type,timeLogged,rcpt,dsnDiag,x\n"
+        f'b,2026-03-01 10:00:00+0000,a@b.example,"{big},\nmore",1\n'
+        f"b,2026-03-01 10:00:01+0000,c@b.example,{big},2,surplus\n"
+    )
+    res = parse(p) if chunk is None else parse(p, chunk_bytes=chunk)
+    assert res.events.select("source_line", "smtp_code", "enhanced_status").rows() == [(2, 550, "5.1.1")]
+    assert res.events["response"].to_list() == ["y" * 200_000 + ",\nmore"]
+    assert res.quarantine.select("source_line", "reason", "detail").rows() == [
+        (4, "too_many_fields", "6 fields, header has 5")
+    ]
+    assert_reconciles(res.stats)
+
+
 @pytest.mark.parametrize("chunk", [None, 7])
 @pytest.mark.parametrize("final_newline", [True, False])
 def test_a_surplus_empty_field_on_the_last_line_is_too_many_fields(

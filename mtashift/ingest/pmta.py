@@ -88,6 +88,9 @@ QUARANTINE_TEXT_MAX = 64 * 1024
 LEAF_LINES = 256  # below this, a slice polars refuses is read line by line by the csv module
 WORKERS = 2  # batches prepared concurrently
 AHEAD = 3  # batches read and submitted ahead of the one being finished (bounds memory)
+# A field may be as long as a line, or as a whole multi-line record: the csv module's default limit (128 KiB)
+# would refuse records that polars reads, so their fate would depend on the path their block takes.
+csv.field_size_limit(max(csv.field_size_limit(), (MAX_RECORD_LINES + 1) * MAX_LINE_BYTES))
 
 BOM = b"\xef\xbb\xbf"
 QUOTE, COMMA, LF, CR = (ord(ch) for ch in '",\n\r')
