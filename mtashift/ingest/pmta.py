@@ -99,11 +99,12 @@ EPOCH_MAX = 4_102_444_800  # 2100-01-01: a larger integer is not a plausible epo
 # the first field is `type`, bare or quoted (`"type,x"` is a data value, not a header)
 HEADER_RE = r"^[\s\x{FEFF}]*(?:\"(?i:type)\"|(?i:type))\s*(?:,|$)"
 _HEADER_LINE = re.compile(r'^[\s\ufeff]*(?:"type"|type)\s*(?:,|$)', re.IGNORECASE)
-# One line of strict RFC 4180: a field that opens with a quote ends at its closing quote and doubles the
-# quotes inside it; a quote inside an unquoted field is literal. polars reads some other quoting leniently
-# and can drop what follows a stray quote without an error, so a line with a quote that fails this never
-# reaches polars: the strict csv module decides it.
-_STRICT_FIELD = r'(?:"(?:[^"]|"")*"|[^",][^,]*|)'
+# The quoting polars reads exactly as the strict csv module does: a field that opens with a quote ends at its
+# closing quote and doubles the quotes inside it. polars reads other quoting leniently and can drop or shift
+# what follows a stray quote without an error, even a quote inside an unquoted field (literal to the csv
+# module) once the block is long enough, so a line with any other quote never reaches polars: the csv module
+# reads it (a literal quote) or refuses it (malformed_csv).
+_STRICT_FIELD = r'(?:"(?:[^"]|"")*"|[^",]*)'
 STRICT_LINE_RE = rf"^{_STRICT_FIELD}(?:,{_STRICT_FIELD})*$"
 ENHANCED = r"[245]\.\d{1,3}\.\d{1,3}"
 # dsnDiag: `<diagnostic type>;<reply code> <enhanced status> <text>`; everything but the text is optional.
@@ -246,6 +247,8 @@ def _csv_record(idx: int, text: str, width: int) -> _Record:
         rows = _csv_fields(text)
     except csv.Error as exc:
         return _Record(idx, [], text, "malformed_csv", f"csv: {exc}")
+    if len(rows) > 1:  # a bare carriage return ends a record for the csv module: the rest would be lost
+        return _Record(idx, [], text, "malformed_csv", "csv: a carriage return inside the line")
     return _Record(idx, rows[0] if rows else [], text).fit(width)
 
 
@@ -468,7 +471,8 @@ def _fast_parse(
 
 
 def _loose_quoting(lines: pl.Series, buf: bytes, start: int = 0) -> np.ndarray:
-    """Mask of ``lines`` holding a quote that strict RFC 4180 refuses (see STRICT_LINE_RE).
+    """Mask of ``lines`` holding a quote other than those around whole fields (see STRICT_LINE_RE): the
+    csv module reads them (a quote inside an unquoted field) or refuses them (any other stray quote).
 
     ``buf[start:]`` holds exactly these lines, one per ``\\n``. Its quotes are paired in order first: when
     every pair opens a field (after a ``,`` or a line start) and closes it (before a ``,`` or a line end),
