@@ -652,6 +652,33 @@ def test_nesting_deeper_than_the_parsers_is_quarantined_not_fatal(tmp_path: Path
     assert events["extra"][0].endswith(f',"recipient":["x@y.example",{deep}]}}')
 
 
+@pytest.mark.parametrize("form", ["batch", "pretty_batch", "document", "object"])
+def test_an_integer_wider_than_pythons_conversion_limit_reads_as_on_a_line(tmp_path: Path, form: str) -> None:
+    """Python refuses to convert integers of more than 4300 digits; the numbers are never needed as numbers,
+    so such a record reads the same in an array, a document or alone on a line."""
+    rec = line(with_(DELIVERY, id="id-a"))[:-1] + ',"x":1' + "0" * 4300 + "}"
+    text = {"batch": f"[{rec}]\n", "pretty_batch": f"[ {rec} ]\n", "document": f"[\n{rec}\n]\n"}.get(form)
+    if text is None:
+        text = "\n" + rec + "\n"  # a whole-file object: its first non-blank line does not parse by itself
+        text = text.replace(',"x"', ',\n"x"')
+    p = write_text(tmp_path / "kumo" / "webhooks" / "wide.json", text)
+    events, quarantine, stats = parse(p, "kumo/webhooks/wide.json")
+    ref, _q, _s = parse(write_text(tmp_path / "kumo" / "webhooks" / "ref.json", rec + "\n"), "ref")
+    assert quarantine.height == 0
+    assert stats.document_mode == (form in ("document", "object"))
+    assert events["event_id"].to_list() == ref["event_id"].to_list()
+    expected = rec if form == "object" else '{"record_index":0,' + rec[1:]
+    assert events["extra"].str.replace_all("\n", "").to_list() == [expected]
+
+
+def test_an_escaped_record_index_key_is_the_elements_own(tmp_path: Path) -> None:
+    own = '{"record\\u005findex":5,' + line(with_(DELIVERY, id="id-a"))[1:]
+    p = write_text(tmp_path / "kumo" / "webhooks" / "esc.json", f"[{own}]\n")
+    events, _q, _s = parse(p, "kumo/webhooks/esc.json")
+    assert events["extra"].to_list() == ['{"record_index#2":0,' + own[1:]]
+    assert json.loads(events["extra"][0])["record_index"] == 5
+
+
 def test_array_elements_reader_refuses_what_strict_json_refuses() -> None:
     assert kumo._array_elements(' [ 1 , {"a": [2, 3]} ,"x"]\n') == ["1", '{"a": [2, 3]}', '"x"']
     assert kumo._array_elements("[]") == []

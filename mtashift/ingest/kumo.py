@@ -661,14 +661,18 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
+# numbers stay text: Python refuses to convert integers of more than 4300 digits
+_STDLIB_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_int=str, parse_float=str)
+
+
 def _loads(text: str | bytes) -> object:
-    """Strict JSON (no NaN/Infinity, no trailing commas), integers of any width."""
+    """Strict JSON (no NaN/Infinity, no trailing commas); numbers orjson does not take (integers wider than
+    64 bits, exponents past the float range) are left as their text, so any width passes."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
-        # orjson rejects integers wider than 64 bits; the standard library does not (nor, so told, NaN).
         try:
-            return json.loads(text, parse_constant=_no_constant)
+            return _STDLIB_DECODER.decode(text.decode() if isinstance(text, bytes) else text)
         except RecursionError:
             raise ValueError("JSON nested too deeply") from None
 
@@ -682,7 +686,6 @@ _LENIENT_MARKS = [
 ]  # fmt: skip
 
 
-_ELEMENT_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 _JSON_SPACE = " \t\r\n"
 
 
@@ -707,7 +710,7 @@ def _array_elements(text: str) -> list[str]:
     else:
         while True:
             try:
-                _value, end = _ELEMENT_DECODER.raw_decode(text, i)
+                _value, end = _STDLIB_DECODER.raw_decode(text, i)
             except RecursionError:
                 raise ValueError("JSON nested too deeply") from None
             out.append(text[i:end])
@@ -1027,7 +1030,7 @@ def _with_record_index(text: str, index: int) -> str:
     if not text.startswith("{"):
         return text  # not an object: quarantined as not_a_record, with its text as it was
     key = "record_index"
-    if f'"{key}' in text:
+    if f'"{key}' in text or "\\u" in text:  # the element's own key, possibly spelt with escapes
         with contextlib.suppress(ValueError):
             own = _loads(text)
             if isinstance(own, dict):
