@@ -627,6 +627,22 @@ def test_a_quote_inside_an_unquoted_field_is_literal_at_any_block_size(
     assert_reconciles(res.stats)
 
 
+def test_a_bom_opening_a_data_line_mid_file_gives_the_same_id_at_any_block_size(tmp_path: Path) -> None:
+    """polars drops a BOM that opens its buffer: a line's text (and id) must not depend on where the
+    block boundaries fall. The file's own leading BOM is not part of its first line."""
+    line = "\ufeffd,2026-03-01 10:00:00+0000,r@b.example,x"
+    p = tmp_path / "acct.csv"
+    p.write_text(f"\ufefftype,timeLogged,rcpt,a\n{line}\nd,2026-03-01 10:00:01+0000,s@b.example,y\n")
+    ids = {chunk: parse(p, **({} if chunk is None else {"chunk_bytes": chunk})) for chunk in (None, 1, 7, 64)}
+    for res in ids.values():
+        assert res.events["event_id"].to_list() == [
+            event_id_of("pmta", line),
+            ids[None].events["event_id"][1],
+        ]
+        assert res.events["raw_type"].to_list() == ["d", "d"]
+        assert_reconciles(res.stats)
+
+
 @pytest.mark.parametrize("chunk", [None, 1, 64])
 def test_a_bare_carriage_return_after_a_quoted_field_is_malformed(tmp_path: Path, chunk: int | None) -> None:
     """The csv module would end the record at the CR and drop the rest of the line."""

@@ -1112,7 +1112,12 @@ def _read_lines(data: bytes) -> tuple[pl.Series, np.ndarray | None]:
             schema={"t": pl.String},
             raise_if_empty=False,
         )
-        return df.to_series(), None
+        texts = df.to_series()
+        if data.startswith(BOM) and len(texts):
+            # polars drops a BOM that opens its buffer; past the file's start (whose BOM the callers remove)
+            # it belongs to the line, as it does when the line lies further into a block
+            texts = texts.scatter(0, "\ufeff" + (texts[0] or ""))
+        return texts, None
     parts = data.split(b"\n")
     if data.endswith(b"\n"):
         parts.pop()
