@@ -689,10 +689,11 @@ _LENIENT_MARKS = [
 _JSON_SPACE = " \t\r\n"
 
 
-def _array_elements(text: str) -> list[str]:
-    """Each element of the JSON array ``text`` as written: numbers, escapes and duplicate keys stay as they
-    are, so an element reads exactly as the same record on a line of its own. Raises ValueError when
-    ``text`` is not one strict JSON array (JSONDecodeError is a ValueError)."""
+def _array_elements(text: str) -> list[tuple[str, str]]:
+    """Each element of the JSON array ``text`` as written, with its `extra` (see :func:`_with_record_index`):
+    numbers, escapes and duplicate keys stay as they are, so an element reads exactly as the same record on
+    a line of its own. Raises ValueError when ``text`` is not one strict JSON array (JSONDecodeError is a
+    ValueError)."""
     n = len(text)
 
     def skip(i: int) -> int:
@@ -703,17 +704,18 @@ def _array_elements(text: str) -> list[str]:
     i = skip(0)
     if i == n or text[i] != "[":
         raise ValueError("not a JSON array")
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     i = skip(i + 1)
     if i < n and text[i] == "]":
         end = i + 1
     else:
         while True:
             try:
-                _value, end = _STDLIB_DECODER.raw_decode(text, i)
+                value, end = _STDLIB_DECODER.raw_decode(text, i)
             except RecursionError:
                 raise ValueError("JSON nested too deeply") from None
-            out.append(text[i:end])
+            element = text[i:end]
+            out.append((element, _with_record_index(element, len(out), value)))
             i = skip(end)
             if i < n and text[i] == ",":
                 i = skip(i + 1)
@@ -832,20 +834,20 @@ class _Reader:
         return ok
 
     def _expand_arrays(self, arrays: list[tuple[int, int, str]]) -> pl.DataFrame:
-        rows: list[tuple[int, int, int, str]] = []
+        rows: list[tuple[int, int, int | None, str, str]] = []
         for line_no, off, raw in arrays:
             try:
-                texts = _array_elements(raw)
+                elements = _array_elements(raw)
             except ValueError:  # DuckDB's parser is more lenient (trailing commas, NaN) than JSON
                 self.quarantine_one(line_no, off, "invalid_json", _json_error(raw), _text(raw))
                 continue
-            if not texts:
+            if not elements:
                 self.stats.other_lines += 1
                 self.stats.records_read -= 1
                 continue
-            self.stats.records_read += len(texts) - 1
-            self.stats.fanout += len(texts) - 1
-            rows.extend((line_no, off, i, t) for i, t in enumerate(texts))
+            self.stats.records_read += len(elements) - 1
+            self.stats.fanout += len(elements) - 1
+            rows.extend((line_no, off, i, t, x) for i, (t, x) in enumerate(elements))
         return self._parse(*_table(rows), second_pass=True) if rows else pl.DataFrame()
 
     def _quarantine(self, q: _Quarantine) -> None:
@@ -1009,35 +1011,28 @@ def _int64_array(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
-def _table(rows: list[tuple[int, int, int | None, str]]) -> tuple[pa.Table, pl.Series]:
-    """Input rows for records that are not plain lines (array elements, a whole-file document).
-
-    Their `extra` is the element's text with its position in the array first, as ``"record_index"``.
-    """
-    line_no, off, idx, txt = zip(*rows, strict=True)
+def _table(rows: list[tuple[int, int, int | None, str, str]]) -> tuple[pa.Table, pl.Series]:
+    """Input rows (line, offset, index in the array, text, `extra`) for records that are not plain lines
+    (array elements, a whole-file document)."""
+    line_no, off, idx, txt, extra = zip(*rows, strict=True)
     frame = pl.DataFrame(
         {"pos": range(len(rows)), "line_no": line_no, "byte_offset": off, "rec_index": idx, "txt": txt},
         schema={"pos": pl.Int64, "line_no": pl.Int64, "byte_offset": pl.Int64, "rec_index": pl.Int32,
                 "txt": pl.String},
     )  # fmt: skip
-    extra = [t if i is None else _with_record_index(t, i) for i, t in zip(idx, txt, strict=True)]
     return frame.to_arrow().cast(_LINES_SCHEMA), pl.Series("extra", extra, dtype=pl.String)
 
 
-def _with_record_index(text: str, index: int) -> str:
-    """An element's text with its position in the array as the first key: ``record_index``, or the first
-    free ``record_index#n`` when the element has a key of that name itself (it keeps its own value)."""
-    if not text.startswith("{"):
+def _with_record_index(text: str, index: int, value: object) -> str:
+    """An element's `extra`: its text with its position in the array as the first key, ``record_index``, or
+    the first free ``record_index#n`` when the element (``value``, decoded) has a key of that name itself
+    (it keeps its own value)."""
+    if not isinstance(value, dict):
         return text  # not an object: quarantined as not_a_record, with its text as it was
-    key = "record_index"
-    if f'"{key}' in text or "\\u" in text:  # the element's own key, possibly spelt with escapes
-        with contextlib.suppress(ValueError):
-            own = _loads(text)
-            if isinstance(own, dict):
-                n = 1
-                while key in own:
-                    n += 1
-                    key = f"record_index#{n}"
+    key, n = "record_index", 1
+    while key in value:
+        n += 1
+        key = f"record_index#{n}"
     body = text[1:]
     sep = "" if body.lstrip(_JSON_SPACE).startswith("}") else ","
     return f'{{"{key}":{index}{sep}' + body
@@ -1321,14 +1316,15 @@ def _document_or_lines(pieces: Iterator[bytes], reader: _Reader) -> Iterator[byt
     data = bytes(head)
     try:
         text = (data[len(UTF8_BOM) :] if data.startswith(UTF8_BOM) else data).decode("utf-8")
-        texts = text.strip(_JSON_SPACE)
-        if texts.startswith("["):
-            texts = _array_elements(texts)
+        body = text.strip(_JSON_SPACE)
+        if body.startswith("["):
+            doc: list[tuple[str, str]] | str = _array_elements(body)
         else:
-            _loads(texts)  # one record, or not JSON at all
+            _loads(body)  # one record, or not JSON at all
+            doc = body
     except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return _chain(data, iter(()))
-    _document(reader, data, texts)
+    _document(reader, data, doc)
     return None
 
 
@@ -1351,8 +1347,9 @@ def _first_nonblank_line(buf: bytearray, *, final: bool = False) -> bytes | None
         pos = nl + 1
 
 
-def _document(reader: _Reader, data: bytes, doc: list[str] | str) -> None:
-    """Records of a whole-file JSON document: ``doc`` is its elements' JSON texts (an array) or its own."""
+def _document(reader: _Reader, data: bytes, doc: list[tuple[str, str]] | str) -> None:
+    """Records of a whole-file JSON document: ``doc`` is its elements (an array, see :func:`_array_elements`)
+    or its own text."""
     stats = reader.stats
     stats.document_mode = True
     stats.decompressed_bytes = len(data)
@@ -1367,10 +1364,10 @@ def _document(reader: _Reader, data: bytes, doc: list[str] | str) -> None:
             return
         stats.records_read += len(doc)
         stats.fanout += len(doc) - 1
-        reader.records(*_table([(line_no, start, i, v) for i, v in enumerate(doc)]), elements=True)
+        reader.records(*_table([(line_no, start, i, t, x) for i, (t, x) in enumerate(doc)]), elements=True)
     else:
         stats.records_read += 1
-        reader.records(*_table([(line_no, start, None, doc)]))
+        reader.records(*_table([(line_no, start, None, doc, doc)]))
 
 
 __all__ = [

@@ -452,7 +452,7 @@ def _fast_parse(
         if len(parsed) != n - skip:
             return None
     lines = texts.slice(skip)
-    if b'"' in data and _loose_quoting(lines, data, _line_offset(data, skip)).any():
+    if b'"' in data and _loose_quoting(lines, data, skip).any():
         return None
     c0 = parsed["c0"]
     firsts = c0.drop_nulls().unique()
@@ -470,17 +470,17 @@ def _fast_parse(
     return parsed, header, skip, n_blank
 
 
-def _loose_quoting(lines: pl.Series, buf: bytes, start: int = 0) -> np.ndarray:
+def _loose_quoting(lines: pl.Series, buf: bytes, skip_lines: int = 0) -> np.ndarray:
     """Mask of ``lines`` holding a quote other than those around whole fields (see STRICT_LINE_RE): the
     csv module reads them (a quote inside an unquoted field) or refuses them (any other stray quote).
 
-    ``buf[start:]`` holds exactly these lines, one per ``\\n``. Its quotes are paired in order first: when
+    ``buf`` holds exactly these lines, one per ``\\n``, after ``skip_lines`` others. Its quotes are paired in order first: when
     every pair opens a field (after a ``,`` or a line start) and closes it (before a ``,`` or a line end),
     every line is strict. That one vectorised pass settles the usual block, where the only quotes are those
     around fields holding commas; only the lines holding any other quote are matched against the pattern.
     """
     loose = np.zeros(len(lines), dtype=bool)
-    arr = np.frombuffer(buf, dtype=np.uint8)[start:]
+    arr = np.frombuffer(buf, dtype=np.uint8)[_line_offset(buf, skip_lines) :]
     q = byte_positions(arr, QUOTE)
     if not len(q):
         return loose
@@ -1010,7 +1010,7 @@ class _Reader:
             raw, skip = _joined(texts, consumed, s, e), 0
         else:
             raw, skip = (raw if raw.endswith(b"\n") else raw + b"\n"), s  # see _fast_parse
-        loose = _loose_quoting(texts.slice(s, e - s), raw, _line_offset(raw, skip))
+        loose = _loose_quoting(texts.slice(s, e - s), raw, skip)
         loose &= ~consumed[s:e] & ~blank[s:e]
         if loose.any():
             # hidden from polars like the continuation lines; the csv module reads them below
