@@ -422,7 +422,7 @@ def run_baseline(seg_dir: Path, out_dir: Path) -> dict:
 
 
 def run_ours(seg_dir: Path, out_dir: Path, workers: int) -> dict:
-    from mtashift.ingest.kumo import KumoFileJob, ingest_kumo_files
+    from mtashift.ingest.kumo import FILE_WORKERS, KumoFileJob, ingest_kumo_files
 
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [
@@ -435,7 +435,7 @@ def run_ours(seg_dir: Path, out_dir: Path, workers: int) -> dict:
         for p in sorted(seg_dir.iterdir())
     ]
     t = time.perf_counter()
-    stats = ingest_kumo_files(jobs, workers=workers)
+    stats = ingest_kumo_files(jobs, workers=workers or FILE_WORKERS)
     secs = time.perf_counter() - t
     return {
         "seconds": secs,
@@ -535,7 +535,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--per-segment", type=int, default=100_000)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--workers", type=int, default=0, help="files at once (default: mtashift.ingest.kumo.FILE_WORKERS)"
+    )
     ap.add_argument(
         "--repeat", type=int, default=1, help="alternate the two runs N times and keep each one's fastest"
     )

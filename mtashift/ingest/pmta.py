@@ -86,7 +86,7 @@ PROBE_BYTES = 64 * 1024  # how far past a block's nominal end the plain-file rea
 MAX_LINE_BYTES = 16 * 2**20  # a longer line is quarantined (only its first QUARANTINE_TEXT_MAX chars kept)
 QUARANTINE_TEXT_MAX = 64 * 1024
 LEAF_LINES = 256  # below this, a slice polars refuses is read line by line by the csv module
-WORKERS = 2  # batches prepared concurrently
+WORKERS = 3  # batches prepared concurrently (three keep two cores busy through the serial steps)
 AHEAD = 3  # batches read and submitted ahead of the one being finished (bounds memory)
 # A field may be as long as a line, or as a whole multi-line record: the csv module's default limit (128 KiB)
 # would refuse records that polars reads, so their fate would depend on the path their block takes.
@@ -1218,8 +1218,13 @@ def _coded(s: pl.Series) -> _Coded | None:
     # fresh categories number the distinct values 0..k-1 in order of appearance: one hashing pass
     dtype = raw_categorical()
     cat = s.cast(dtype)
-    u = dtype.categories.to_series()  # read while `cat` lives: the categories go with their last column
     codes = cat.to_physical()
+    present = cat.drop_nulls().unique()
+    phys = present.to_physical()
+    if len(present) and phys.max() != len(present) - 1:  # not numbered densely: read the mapping itself
+        u = dtype.categories.to_series()  # (while `cat` lives: the categories go with their last column)
+    else:  # value of each code without a Python call per category (Categories.to_series makes one)
+        u = present.cast(pl.String).gather(phys.arg_sort())
     if len(u) * 2 > n and n > 64:
         return None
     return _Coded(u, codes, s.null_count())

@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 
+from mtashift.ingest.worker import run_in_worker, wants_worker
 from mtashift.lake import Lake
 
 
@@ -42,6 +43,15 @@ def _normalise(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def ingest_pmta(path: Path, *, rel_path: str, events_out: Path, quarantine_out: Path) -> dict[str, Any]:
+    """One accounting file; a large one in a worker process tuned for the reader (see ``worker``)."""
+    if wants_worker(path):
+        return run_in_worker(
+            "pmta", path=path, rel_path=rel_path, events_out=events_out, quarantine_out=quarantine_out
+        )
+    return _ingest_pmta_here(path, rel_path=rel_path, events_out=events_out, quarantine_out=quarantine_out)
+
+
+def _ingest_pmta_here(path: Path, *, rel_path: str, events_out: Path, quarantine_out: Path) -> dict[str, Any]:
     from mtashift.ingest.pmta import ingest_pmta_file
 
     parts = rel_path.split("/")
@@ -78,6 +88,9 @@ class Ingestor:
             return None
         return lambda _f: {"include_open": include_open}
 
+
+# what a worker process runs for each kind (in its own process, so never a worker again)
+IN_PROCESS: dict[str, Callable[..., dict[str, Any]]] = {"pmta": _ingest_pmta_here}
 
 INGESTORS: dict[str, Ingestor] = {
     "pmta": Ingestor(fn=ingest_pmta, skips_open=False, takes_include_open=False),

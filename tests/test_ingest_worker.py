@@ -1,0 +1,95 @@
+"""Large landing files are ingested in a tuned child process: same outputs, failures reported, chosen by size."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from mtashift.ingest import run, worker
+from mtashift.ingest.worker import WorkerError, run_in_worker, wants_worker
+
+MESSY = Path(__file__).parent / "fixtures" / "pmta" / "acct-messy.csv"
+REL = "pmta/node-a/acct-messy.csv"
+
+
+def _outputs(tmp: Path, name: str) -> tuple[Path, Path]:
+    return tmp / name / "events.parquet", tmp / name / "quarantine.parquet"
+
+
+def test_a_worker_writes_what_the_in_process_ingest_writes(tmp_path: Path) -> None:
+    ev_a, q_a = _outputs(tmp_path, "worker")
+    ev_b, q_b = _outputs(tmp_path, "here")
+    got = run_in_worker("pmta", path=MESSY, rel_path=REL, events_out=ev_a, quarantine_out=q_a)
+    want = run._ingest_pmta_here(MESSY, rel_path=REL, events_out=ev_b, quarantine_out=q_b)
+    assert got == want
+    # the messy fixture: 17 lines = 7 events + 5 quarantined + 2 headers + 2 blank + 1 continuation
+    assert (got["lines_read"], got["rows"], got["quarantined"], got["other_lines"]) == (17, 7, 5, 5)
+    assert got["extra"]["continuation_lines"] == 1
+    assert pl.read_parquet(ev_a).equals(pl.read_parquet(ev_b))
+    q = pl.read_parquet(q_a)
+    assert q.equals(pl.read_parquet(q_b))
+    assert sorted(q["reason"].to_list()) == [
+        "bad_timestamp",
+        "invalid_utf8",
+        "malformed_csv",
+        "missing_type",
+        "too_many_fields",
+    ]
+
+
+def test_a_failing_worker_raises_the_childs_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(
+        WorkerError, match=r"pmta/node-a/acct-messy\.csv: (FileExistsError|NotADirectoryError)"
+    ):
+        run_in_worker(
+            "pmta",
+            path=MESSY,
+            rel_path=REL,
+            events_out=blocker / "events.parquet",
+            quarantine_out=blocker / "quarantine.parquet",
+        )
+
+
+def test_ingest_pmta_sends_files_above_the_threshold_to_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+    real = subprocess.run
+
+    def spy(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append(list(args))
+        assert kw["env"]["POLARS_MAX_THREADS"] == "1"  # type: ignore[index]
+        return real(args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(worker.subprocess, "run", spy)
+    ev, q = _outputs(tmp_path, "small")
+    small = run.ingest_pmta(MESSY, rel_path=REL, events_out=ev, quarantine_out=q)
+    assert calls == []  # a small file stays in process
+
+    monkeypatch.setattr(worker, "WORKER_MIN_BYTES", MESSY.stat().st_size)
+    ev2, q2 = _outputs(tmp_path, "large")
+    large = run.ingest_pmta(MESSY, rel_path=REL, events_out=ev2, quarantine_out=q2)
+    assert len(calls) == 1 and calls[0][1:] == ["-m", "mtashift.ingest.worker"]
+    assert large == small
+    assert pl.read_parquet(ev2).equals(pl.read_parquet(ev))
+
+
+def test_the_threshold_counts_a_gzip_file_at_its_estimated_text_size(tmp_path: Path) -> None:
+    plain = tmp_path / "acct.csv"
+    plain.write_bytes(b"x" * 1000)
+    assert wants_worker(plain, min_bytes=1000)
+    assert not wants_worker(plain, min_bytes=1001)
+    packed = tmp_path / "acct.csv.gz"
+    with open(plain, "rb") as src, gzip.open(packed, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    size = packed.stat().st_size
+    assert wants_worker(packed, min_bytes=size * worker.GZIP_RATIO)
+    assert not wants_worker(packed, min_bytes=size * worker.GZIP_RATIO + 1)
+    assert not wants_worker(tmp_path / "absent.csv", min_bytes=0)
