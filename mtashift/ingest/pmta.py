@@ -1218,13 +1218,8 @@ def _coded(s: pl.Series) -> _Coded | None:
     # fresh categories number the distinct values 0..k-1 in order of appearance: one hashing pass
     dtype = raw_categorical()
     cat = s.cast(dtype)
+    u = dtype.categories.to_series()  # read while `cat` lives: the categories go with their last column
     codes = cat.to_physical()
-    present = cat.drop_nulls().unique()
-    phys = present.to_physical()
-    if len(present) and phys.max() != len(present) - 1:  # not numbered densely: read the mapping itself
-        u = dtype.categories.to_series()  # (while `cat` lives: the categories go with their last column)
-    else:  # value of each code without a Python call per category (Categories.to_series makes one)
-        u = present.cast(pl.String).gather(phys.arg_sort())
     if len(u) * 2 > n and n > 64:
         return None
     return _Coded(u, codes, s.null_count())
