@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 import polars as pl
@@ -565,11 +566,13 @@ def main() -> None:
         # On a shared machine a single pair of runs is noisy; alternating and keeping the best of each
         # compares the two under similar conditions.
         base, ours = {}, {}
+        pairs: list[float] = []  # each pair ran back to back, under much the same host conditions
         for _ in range(max(1, args.repeat)):
             b = _spawn("baseline", seg_dir, work / "out_baseline", args.workers)
             o = _spawn("ours", seg_dir, work / "out_ours", args.workers)
             base = b if not base or b["seconds"] < base["seconds"] else base
             ours = o if not ours or o["seconds"] < ours["seconds"] else ours
+            pairs.append(o["seconds"] / b["seconds"])
         ratio = ours["seconds"] / base["seconds"]
         print(
             f"(a) DuckDB read_json -> Parquet : {base['seconds']:7.2f}s  cpu={base['cpu']:6.1f}s  rows={base['rows']:,}  "
@@ -584,6 +587,11 @@ def main() -> None:
         print(
             f"ratio (b)/(a) = {ratio:.2f} wall, {ours['cpu'] / base['cpu']:.2f} cpu  (target <= 1.5; peak RSS <= 1.5 GB)"
         )
+        if len(pairs) > 1:
+            print(
+                f"ratio of each back-to-back pair: {' '.join(f'{r:.2f}' for r in sorted(pairs))}  "
+                f"(median {median(pairs):.2f})"
+            )
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 import polars as pl
@@ -372,6 +373,15 @@ def main() -> None:
         f"  out {ours['out_mb']:.0f} MiB  {ours['info']}"
     )
     print(f"ratio (b)/(a): {ratio:.2f}  (target <= 1.5; peak RSS target <= 1536 MiB)")
+    if args.repeat > 1:
+        # each pair ran back to back, under much the same host conditions; the best-of-each ratio above can
+        # pair a fast spell of one with a slow spell of the other
+        pairs = sorted(
+            o["seconds"] / b["seconds"] for b, o in zip(runs["baseline"], runs["ours"], strict=True)
+        )
+        print(
+            f"ratio of each back-to-back pair: {' '.join(f'{r:.2f}' for r in pairs)}  (median {median(pairs):.2f})"
+        )
     print(
         f"CPU seconds (user+sys, whole child and its worker): baseline {base['cpu']:.2f}, ours {ours['cpu']:.2f}, "
         f"ratio {ours['cpu'] / base['cpu']:.2f}; load average now {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"

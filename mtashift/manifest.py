@@ -173,8 +173,13 @@ def ingest(
     fn_kwargs: Callable[[LandingFile], dict[str, Any]] | None = None,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    batch: Callable[[list[tuple[Path, str, Path, Path, dict[str, Any]]]], list[dict[str, Any]]] | None = None,
 ) -> pl.DataFrame:
-    """Bring the raw layer of one landing kind up to date. Returns the manifest rows written this batch."""
+    """Bring the raw layer of one landing kind up to date. Returns the manifest rows written this batch.
+
+    Several new files go to ``batch`` when the kind has one (it reads them together its own way and returns a
+    result per file), else to a pool of ``workers`` processes running ``fn``; one file runs ``fn`` here.
+    """
     manifest = load(lake, kind)
     p = plan(files, manifest, skip_open=skip_open)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -196,7 +201,11 @@ def ingest(
         )
     results: list[dict[str, Any]] = []
     if jobs:
-        if workers > 1 and len(jobs) > 1:
+        if batch is not None and len(jobs) > 1:  # the kind reads several files at once its own way
+            results = batch([(f.path, rel, ev, q, kw) for _fn, f, rel, ev, q, kw in jobs])
+            if progress:
+                progress(len(jobs), len(jobs))
+        elif workers > 1 and len(jobs) > 1:
             # spawn, not fork: the parent runs polars/Dagster threads, and a forked child can deadlock.
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 import zstandard
 
-from mtashift.ingest import kumo
+from mtashift.ingest import kumo, run
 from mtashift.ingest.common import event_id_of, prefetched
 from mtashift.ingest.kumo import (
     KumoFileJob,
@@ -967,6 +967,62 @@ def test_ingest_many_files_in_parallel_matches_sequential(tmp_path: Path) -> Non
         assert [s.events for s in stats] == [50, 50, 50]
         results[workers] = [j.events_out.read_bytes() for j in jobs]
     assert results[1] == results[2]
+
+
+def test_a_landing_batch_reads_files_together_and_reports_a_failed_one(tmp_path: Path) -> None:
+    cctx = zstandard.ZstdCompressor()
+    paths = []
+    for k in range(3):
+        body = "".join(line(with_(DELIVERY, id=f"b{k}-{i}")) + "\n" for i in range(20 + k)).encode()
+        paths.append(
+            write_segment(tmp_path / "kumo" / "n1" / f"20261101-13000{k}.000000000", cctx.compress(body))
+        )
+    blocker = write_text(tmp_path / "not-a-dir", "")
+    jobs = [
+        (p, f"kumo/n1/{p.name}", tmp_path / "out" / f"{p.name}.e", tmp_path / "out" / f"{p.name}.q", {"include_open": False})
+        for p in paths
+    ]  # fmt: skip
+    jobs[1] = (*jobs[1][:2], blocker / "e", blocker / "q", jobs[1][4])  # its output cannot be written
+    got = run.ingest_kumo_batch(jobs)
+    assert [r["ok"] for r in got] == [True, False, True]
+    assert got[1]["detail"].startswith(("FileExistsError", "NotADirectoryError"))
+    for k in (0, 2):  # what the one-file registry function gives for the same file
+        alone = run.ingest_kumo(
+            paths[k],
+            rel_path=jobs[k][1],
+            events_out=tmp_path / "alone.e",
+            quarantine_out=tmp_path / "alone.q",
+        )
+        assert got[k] == {"ok": True, **alone}
+        assert got[k]["rows"] == 20 + k and got[k]["lines_read"] == 20 + k
+        assert pl.read_parquet(jobs[k][2]).equals(pl.read_parquet(tmp_path / "alone.e"))
+
+
+def test_the_landing_asset_path_uses_the_batch_reader_for_several_kumo_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mtashift import landing, manifest
+    from mtashift.lake import Lake
+
+    root = tmp_path / "landing"
+    cctx = zstandard.ZstdCompressor()
+    for k in range(2):
+        body = "".join(line(with_(DELIVERY, id=f"m{k}-{i}")) + "\n" for i in range(5)).encode()
+        write_segment(root / "kumo" / "n1" / f"20261101-14000{k}.000000000", cctx.compress(body))
+    calls: list[int] = []
+
+    def spy(jobs: list) -> list:
+        calls.append(len(jobs))
+        return run.ingest_kumo_batch(jobs)
+
+    spec = run.INGESTORS["kumo"]
+    files = [f for f in landing.scan(root) if f.kind == "kumo"]
+    batch = manifest.ingest(
+        kind="kumo", files=files, lake=Lake.at(tmp_path / "lake"), fn=spec.fn, batch_id="b1", batch=spy,
+        fn_kwargs=spec.kwargs(include_open=False),
+    )  # fmt: skip
+    assert calls == [2]
+    assert batch.select("status", "rows", "lines_read").rows() == [("loaded", 5, 5), ("loaded", 5, 5)]
 
 
 # --------------------------------------------------------------------------------------------------

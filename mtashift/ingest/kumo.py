@@ -222,24 +222,46 @@ def ingest_kumo_files(
     workers: int = FILE_WORKERS,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> list[KumoFileStats]:
-    """Ingest many files, ``workers`` at a time (largest first); stats in the order of ``jobs``."""
+    """Ingest many files, ``workers`` at a time (largest first); stats in the order of ``jobs``. Every file
+    is attempted; the first failure (in ``jobs`` order) is then raised."""
+    results = ingest_kumo_files_reporting(
+        jobs, include_open=include_open, workers=workers, chunk_bytes=chunk_bytes
+    )
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
+    return results  # type: ignore[return-value]
+
+
+def ingest_kumo_files_reporting(
+    jobs: Sequence[KumoFileJob],
+    *,
+    include_open: bool = False,
+    workers: int = FILE_WORKERS,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> list[KumoFileStats | Exception]:
+    """:func:`ingest_kumo_files`, with a file that fails reported in its place rather than raised."""
     if not jobs:
         return []
-    if workers <= 1 or len(jobs) == 1:
-        return [_ingest_job(j, include_open, chunk_bytes, None) for j in jobs]
-    order = sorted(range(len(jobs)), key=lambda i: -_size(jobs[i].path))
-    results: list[KumoFileStats | None] = [None] * len(jobs)
     workers = min(workers, len(jobs))
     # With files in parallel, more DuckDB threads than cores per file only add switching and page faults
     # (~15 % more CPU measured at two files on two cores).
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = None if workers <= 1 else max(1, (os.cpu_count() or 1) // workers)
+
+    def one(job: KumoFileJob) -> KumoFileStats | Exception:
+        try:
+            return _ingest_job(job, include_open, chunk_bytes, threads)
+        except Exception as exc:  # the other files still load; the caller decides what a failure means
+            return exc
+
+    if workers <= 1:
+        return [one(j) for j in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: -_size(jobs[i].path))
     # Threads, not processes: the heavy work (zstd, DuckDB, polars, Parquet) runs in native code without the
     # GIL, and a process pool pays an interpreter start and the imports in every worker.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kumo-ingest") as ex:
-        futures = {i: ex.submit(_ingest_job, jobs[i], include_open, chunk_bytes, threads) for i in order}
-        for i, fut in futures.items():
-            results[i] = fut.result()
-    return [r for r in results if r is not None]
+        futures = {i: ex.submit(one, jobs[i]) for i in order}
+        return [futures[i].result() for i in range(len(jobs))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1383,6 +1405,7 @@ __all__ = [
     "classify_kumo_path",
     "ingest_kumo_file",
     "ingest_kumo_files",
+    "ingest_kumo_files_reporting",
     "is_open_segment",
     "kumo_event_id",
     "parse_kumo_file",

@@ -77,11 +77,46 @@ def ingest_kumo(
     return _normalise(_as_dict(stats))
 
 
+# One file of a batch: path, rel_path, events_out, quarantine_out and the ingest function's other arguments.
+BatchJob = tuple[Path, str, Path, Path, dict[str, Any]]
+
+
+def ingest_kumo_batch(jobs: list[BatchJob]) -> list[dict[str, Any]]:
+    """Several KumoMTA files read at once on threads, as :func:`mtashift.ingest.kumo.ingest_kumo_files` reads
+    them; per file ``{"ok": True, **counts}``, or ``{"ok": False, "detail": ...}`` when it failed."""
+    from mtashift.ingest.kumo import KumoFileJob, ingest_kumo_files_reporting
+
+    out: list[dict[str, Any]] = []
+    # include_open is one landing setting, the same for every file of a batch; group anyway, not assume
+    for include_open in sorted({bool(kw.get("include_open", False)) for *_x, kw in jobs}):
+        idx = [i for i, job in enumerate(jobs) if bool(job[4].get("include_open", False)) == include_open]
+        results = ingest_kumo_files_reporting(
+            [
+                KumoFileJob(
+                    path=jobs[i][0], rel_path=jobs[i][1], events_out=jobs[i][2], quarantine_out=jobs[i][3]
+                )
+                for i in idx
+            ],
+            include_open=include_open,
+        )
+        out.extend(
+            (
+                i,
+                {"ok": False, "detail": f"{type(r).__name__}: {r}"}
+                if isinstance(r, Exception)
+                else {"ok": True, **_normalise(_as_dict(r))},
+            )
+            for i, r in zip(idx, results, strict=True)
+        )
+    return [r for _i, r in sorted(out, key=lambda t: t[0])]
+
+
 @dataclass(frozen=True)
 class Ingestor:
     fn: Callable[..., dict[str, Any]]
     skips_open: bool
     takes_include_open: bool
+    batch: Callable[[list[BatchJob]], list[dict[str, Any]]] | None = None  # several files at once, if better
 
     def kwargs(self, *, include_open: bool) -> Callable[[Any], dict[str, Any]] | None:
         if not self.takes_include_open:
@@ -94,7 +129,7 @@ IN_PROCESS: dict[str, Callable[..., dict[str, Any]]] = {"pmta": _ingest_pmta_her
 
 INGESTORS: dict[str, Ingestor] = {
     "pmta": Ingestor(fn=ingest_pmta, skips_open=False, takes_include_open=False),
-    "kumo": Ingestor(fn=ingest_kumo, skips_open=True, takes_include_open=True),
+    "kumo": Ingestor(fn=ingest_kumo, skips_open=True, takes_include_open=True, batch=ingest_kumo_batch),
 }
 
 
