@@ -15,6 +15,8 @@ result (JSON) as the last line of its stdout. Any failure in the child is raised
 
 from __future__ import annotations
 
+import gc
+import importlib
 import json
 import os
 import subprocess
@@ -30,6 +32,8 @@ WORKER_ENV = {
     "POLARS_MAX_THREADS": "1",
     # tikv-jemallocator (polars' allocator) reads its options from this variable at start-up
     "_RJEM_MALLOC_CONF": "background_thread:false,dirty_decay_ms:-1,muzzy_decay_ms:-1",
+    # numpy's BLAS threads otherwise spin after the rare numpy call that wakes them (~1.5 % of the CPU)
+    "OPENBLAS_NUM_THREADS": "1",
 }
 
 
@@ -79,6 +83,10 @@ def main() -> None:
     from mtashift.ingest.run import IN_PROCESS
 
     request = json.loads(sys.stdin.read())
+    importlib.import_module(f"mtashift.ingest.{request['kind']}")
+    # the modules imported so far live as long as the process: keep the cyclic collector from walking them on
+    # every full collection (the reader allocates many short-lived polars wrappers, so collections are many)
+    gc.freeze()
     fn = IN_PROCESS[request["kind"]]
     result = fn(**{k: _decode(v) for k, v in request["kwargs"].items()})
     sys.stdout.write(json.dumps(result, default=str) + "\n")
