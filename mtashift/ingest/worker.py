@@ -4,8 +4,8 @@ The PowerMTA reader spreads a file's blocks over its own threads, one block per 
 process set up for everything else, polars also spreads each single operation over its thread pool, and its
 allocator (jemalloc) hands the pages of every freed block back to the kernel, to fault them in afresh for
 the next block. A child started with polars single-threaded and the allocator keeping freed pages does the
-same work with about a sixth less CPU (5M-row benchmark file, 2 cores: ~29 vs ~34 CPU seconds), and gives
-all its memory back when it exits. Starting the interpreter and importing the stack costs ~0.6 s, so only
+same work with less CPU (5M-row benchmark file, 2 cores: ~29 vs ~34 CPU seconds on a busy host, 5-10 % less
+on a quiet one), and gives all its memory back when it exits. Starting the interpreter and importing the stack costs ~0.6 s, so only
 files above ``WORKER_MIN_BYTES`` (of decompressed text, estimated) go to a worker.
 
 Protocol: the request (kind and keyword arguments, JSON) on the child's stdin; the ingest function's
