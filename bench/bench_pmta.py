@@ -298,7 +298,8 @@ def _child(mode: str, src: str, out: str) -> None:
             {
                 "seconds": elapsed,
                 "info": info,
-                "self_rss_kib": max(own.ru_maxrss, kids.ru_maxrss),
+                # with a worker both processes are alive at once: their peaks summed bound the total from above
+                "self_rss_kib": own.ru_maxrss + kids.ru_maxrss,
                 "cpu": own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime,
             }
         )
@@ -316,8 +317,8 @@ def _measure(mode: str, src: Path, out: Path) -> dict:
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stderr}")
-    # The child reports ru_maxrss (KiB on Linux) just before exiting: the larger of its own peak and that of
-    # the ingest worker it waited for (the parent's is small while the worker runs).
+    # The child reports ru_maxrss (KiB on Linux) just before exiting: its own peak plus that of the ingest
+    # worker it waited for, if any (an upper bound of the two processes' peak together).
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     res.update(wall=wall, peak_rss_mb=res["self_rss_kib"] / 1024, out_mb=out.stat().st_size / 2**20)
     return res

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import io
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -93,3 +95,75 @@ def test_the_threshold_counts_a_gzip_file_at_its_estimated_text_size(tmp_path: P
     assert wants_worker(packed, min_bytes=size * worker.GZIP_RATIO)
     assert not wants_worker(packed, min_bytes=size * worker.GZIP_RATIO + 1)
     assert not wants_worker(tmp_path / "absent.csv", min_bytes=0)
+
+
+def _completed(stdout: str, returncode: int, stderr: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess(args=[], returncode=returncode, stdout=stdout, stderr=stderr)
+
+
+@pytest.mark.parametrize(
+    ("stdout", "returncode", "stderr", "expected"),
+    [
+        # noise around the reply line is ignored
+        ('progress\r50%\n' + worker.RESULT_MARK + '{"result": {"rows": 3}}\nbye\n', 0, "", {"rows": 3}),
+        # the child's exception arrives whole, a multi-line message included
+        (worker.RESULT_MARK + '{"error": "ValueError", "message": "bad column x\\nHint: try y"}\n', 1,
+         "Traceback...\nHint: try y", "pmta/n/a.csv: ValueError: bad column x\nHint: try y"),
+        # killed (e.g. out of memory): the signal, not the last stderr line
+        ("", -9, "DeprecationWarning: harmless", "pmta/n/a.csv: killed by SIGKILL"),
+        # died without a reply
+        ("", 2, "Fatal Python error: oops\n", "pmta/n/a.csv: exit status 2: Fatal Python error: oops"),
+        ("no reply here\n", 0, "", "pmta/n/a.csv: exit status 0: no output"),
+    ],
+)  # fmt: skip
+def test_the_parent_reads_the_reply_line_and_reports_how_the_child_ended(
+    monkeypatch: pytest.MonkeyPatch, stdout: str, returncode: int, stderr: str, expected: object
+) -> None:
+    monkeypatch.setattr(worker.subprocess, "run", lambda *a, **k: _completed(stdout, returncode, stderr))
+    if isinstance(expected, dict):
+        assert run_in_worker("pmta", rel_path="pmta/n/a.csv") == expected
+    else:
+        with pytest.raises(WorkerError) as err:
+            run_in_worker("pmta", rel_path="pmta/n/a.csv")
+        assert str(err.value) == f"ingest worker for {expected}"
+
+
+def test_the_child_keeps_stdout_for_its_reply_and_reports_an_exception_whole(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def noisy(**kw: object) -> dict:
+        print("a stray print")
+        if kw["fail"]:
+            raise ValueError("line one\nline two")
+        return {"rows": 1, "path": kw["path"]}
+
+    monkeypatch.setitem(run.IN_PROCESS, "pmta", noisy)
+    monkeypatch.setattr(worker.gc, "freeze", lambda: None)  # the test process is not the worker
+    for fail in (False, True):
+        request = {"kind": "pmta", "kwargs": {"path": {"__path__": "/x/a.csv"}, "fail": fail}}
+        monkeypatch.setattr(worker.sys, "stdin", io.StringIO(json.dumps(request)))
+        if fail:
+            with pytest.raises(SystemExit) as ended:
+                worker.main()
+            assert ended.value.code == 1
+        else:
+            worker.main()
+        out, errs = capsys.readouterr()
+        assert "a stray print" in errs and "a stray print" not in out
+        assert out.count("\n") == 1 and out.startswith(worker.RESULT_MARK)
+        reply = json.loads(out[len(worker.RESULT_MARK) :])
+        assert reply == (
+            {"error": "ValueError", "message": "line one\nline two"}
+            if fail
+            else {"result": {"rows": 1, "path": "/x/a.csv"}}
+        )
+
+
+def test_the_landing_asset_hands_kumo_batches_to_the_batch_reader() -> None:
+    import inspect
+
+    from assets import ingest as ingest_assets
+
+    assert run.INGESTORS["kumo"].batch is run.ingest_kumo_batch
+    assert run.INGESTORS["pmta"].batch is None
+    assert "batch=spec.batch" in inspect.getsource(ingest_assets._ingest_kind)

@@ -8,17 +8,20 @@ same work with less CPU (5M-row benchmark file, 2 cores: ~29 vs ~34 CPU seconds 
 on a quiet one), and gives all its memory back when it exits. Starting the interpreter and importing the stack costs ~0.6 s, so only
 files above ``WORKER_MIN_BYTES`` (of decompressed text, estimated) go to a worker.
 
-Protocol: the request (kind and keyword arguments, JSON) on the child's stdin; the ingest function's
-result (JSON) as the last line of its stdout. Any failure in the child is raised in the parent as
-``WorkerError`` carrying the child's last error line, so a broken file is reported like an in-process one.
+Protocol: the request (kind and keyword arguments, JSON) on the child's stdin; the reply on its stdout, one
+line after ``RESULT_MARK``: the ingest function's result, or the exception's type and whole message. Any
+failure is raised in the parent as ``WorkerError``: the child's exception (so a broken file is reported as
+an in-process one would be), the signal that killed it, or else its exit status and last stderr line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +38,9 @@ WORKER_ENV = {
     # numpy's BLAS threads otherwise spin after the rare numpy call that wakes them (~1.5 % of the CPU)
     "OPENBLAS_NUM_THREADS": "1",
 }
+
+
+RESULT_MARK = "mtashift-worker-reply "  # the reply line on the child's stdout; anything else there is ignored
 
 
 class WorkerError(RuntimeError):
@@ -63,12 +69,24 @@ def run_in_worker(kind: str, **kwargs: Any) -> dict[str, Any]:
         env={**os.environ, **WORKER_ENV},
         check=False,
     )
-    out = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not out:
+    where = f"ingest worker for {kwargs.get('rel_path', kind)}"
+    reply = next(
+        (
+            json.loads(line[len(RESULT_MARK) :])
+            for line in reversed(proc.stdout.splitlines())
+            if line.startswith(RESULT_MARK)
+        ),
+        None,
+    )
+    if reply is not None and "error" in reply:
+        raise WorkerError(f"{where}: {reply['error']}: {reply['message']}")
+    if proc.returncode < 0:  # killed: most likely by the kernel for want of memory
+        raise WorkerError(f"{where}: killed by {signal.Signals(-proc.returncode).name}")
+    if proc.returncode != 0 or reply is None:
         errors = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        detail = errors[-1] if errors else f"exit status {proc.returncode}, no output"
-        raise WorkerError(f"ingest worker for {kwargs.get('rel_path', kind)}: {detail}")
-    return json.loads(out[-1])
+        detail = errors[-1] if errors else "no output"
+        raise WorkerError(f"{where}: exit status {proc.returncode}: {detail}")
+    return reply["result"]
 
 
 def _encode(value: Any) -> Any:
@@ -88,8 +106,15 @@ def main() -> None:
     # every full collection (the reader allocates many short-lived polars wrappers, so collections are many)
     gc.freeze()
     fn = IN_PROCESS[request["kind"]]
-    result = fn(**{k: _decode(v) for k, v in request["kwargs"].items()})
-    sys.stdout.write(json.dumps(result, default=str) + "\n")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the reply line only
+            reply: dict[str, Any] = {"result": fn(**{k: _decode(v) for k, v in request["kwargs"].items()})}
+    except Exception as exc:  # reported whole (a multi-line message too), as an in-process failure would be
+        reply = {"error": type(exc).__name__, "message": str(exc)}
+    sys.stdout.write(RESULT_MARK + json.dumps(reply, default=str) + "\n")
+    sys.stdout.flush()
+    if "error" in reply:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
