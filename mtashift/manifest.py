@@ -159,7 +159,12 @@ def _run_one(args: tuple[IngestFn, LandingFile, str, Path, Path, dict[str, Any]]
         stats = fn(f.path, rel_path=rel, events_out=events_out, quarantine_out=quarantine_out, **kwargs)
         return {"ok": True, **stats}
     except Exception as exc:  # one broken file must not stop the others; it is reported as failed
-        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+        return failure(exc)
+
+
+def failure(exc: Exception) -> dict[str, Any]:
+    """The result of a file whose ingest raised ``exc`` (recorded as `failed`, with the error as detail)."""
+    return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
 
 
 def ingest(

@@ -143,6 +143,7 @@ class KumoFileJob:
     events_out: Path
     quarantine_out: Path
     kind: KumoKind | None = None
+    include_open: bool | None = None  # this file's own setting; None: the one the call is given
 
 
 def classify_kumo_path(rel_path: str) -> KumoKind:
@@ -1214,7 +1215,8 @@ def _derive(out: pl.DataFrame) -> pl.DataFrame:
 
 def _ingest_job(job: KumoFileJob, include_open: bool, chunk_bytes: int, threads: int | None) -> KumoFileStats:
     return ingest_kumo_file(
-        job.path, rel_path=job.rel_path, kind=job.kind, include_open=include_open, events_out=job.events_out,
+        job.path, rel_path=job.rel_path, kind=job.kind, events_out=job.events_out,
+        include_open=include_open if job.include_open is None else job.include_open,
         quarantine_out=job.quarantine_out, chunk_bytes=chunk_bytes, threads=threads,
     )  # fmt: skip
 

@@ -16,6 +16,7 @@ import polars as pl
 
 from mtashift.ingest.worker import run_in_worker, wants_worker
 from mtashift.lake import Lake
+from mtashift.manifest import failure
 
 
 def _as_dict(stats: Any) -> dict[str, Any]:
@@ -83,32 +84,24 @@ BatchJob = tuple[Path, str, Path, Path, dict[str, Any]]
 
 def ingest_kumo_batch(jobs: list[BatchJob]) -> list[dict[str, Any]]:
     """Several KumoMTA files read at once on threads, as :func:`mtashift.ingest.kumo.ingest_kumo_files` reads
-    them; per file ``{"ok": True, **counts}``, or ``{"ok": False, "detail": ...}`` when it failed."""
+    them; per file ``{"ok": True, **counts}``, or the manifest's failure record when it failed."""
     from mtashift.ingest.kumo import KumoFileJob, ingest_kumo_files_reporting
 
-    out: list[dict[str, Any]] = []
-    # include_open is one landing setting, the same for every file of a batch; group anyway, not assume
-    for include_open in sorted({bool(kw.get("include_open", False)) for *_x, kw in jobs}):
-        idx = [i for i, job in enumerate(jobs) if bool(job[4].get("include_open", False)) == include_open]
-        results = ingest_kumo_files_reporting(
-            [
-                KumoFileJob(
-                    path=jobs[i][0], rel_path=jobs[i][1], events_out=jobs[i][2], quarantine_out=jobs[i][3]
-                )
-                for i in idx
-            ],
-            include_open=include_open,
-        )
-        out.extend(
-            (
-                i,
-                {"ok": False, "detail": f"{type(r).__name__}: {r}"}
-                if isinstance(r, Exception)
-                else {"ok": True, **_normalise(_as_dict(r))},
+    results = ingest_kumo_files_reporting(
+        [
+            KumoFileJob(
+                path=path,
+                rel_path=rel_path,
+                events_out=events_out,
+                quarantine_out=quarantine_out,
+                include_open=bool(kw.get("include_open", False)),
             )
-            for i, r in zip(idx, results, strict=True)
-        )
-    return [r for _i, r in sorted(out, key=lambda t: t[0])]
+            for path, rel_path, events_out, quarantine_out, kw in jobs
+        ]
+    )
+    return [
+        failure(r) if isinstance(r, Exception) else {"ok": True, **_normalise(_as_dict(r))} for r in results
+    ]
 
 
 @dataclass(frozen=True)
