@@ -5,8 +5,9 @@ one run times, each in its own subprocess:
 
   (a) baseline: DuckDB `read_json` of every segment with every field typed (explicit columns, nested
       structs) written to one Parquet file — the cost of merely loading the raw records;
-  (b) ours: `mtashift.ingest.kumo.ingest_kumo_files` to canonical events Parquet (one file per segment)
-      plus quarantine files.
+  (b) ours: `mtashift.ingest.run.ingest_kumo_batch` (what the landing asset calls for a batch of new files;
+      a batch this large is split over tuned worker processes, see `mtashift.ingest.worker`) to canonical
+      events Parquet (one file per segment) plus quarantine files.
 
 Prints both wall times and CPU times (user+system, children included), the ratios (b)/(a) and the peak
 RSS of each (ru_maxrss of the process and of its largest child, and the sampled peak of the summed RSS of
@@ -422,28 +423,32 @@ def run_baseline(seg_dir: Path, out_dir: Path) -> dict:
     return {"seconds": time.perf_counter() - t, "rows": rows}
 
 
-def run_ours(seg_dir: Path, out_dir: Path, workers: int) -> dict:
-    from mtashift.ingest.kumo import FILE_WORKERS, KumoFileJob, ingest_kumo_files
+def run_ours(seg_dir: Path, out_dir: Path) -> dict:
+    from mtashift.ingest.run import ingest_kumo_batch
 
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [
-        KumoFileJob(
-            path=p,
-            rel_path=f"kumo/node1/{p.name}",
-            events_out=out_dir / "raw" / f"{p.name}.parquet",
-            quarantine_out=out_dir / "quarantine" / f"{p.name}.parquet",
+        (
+            p,
+            f"kumo/node1/{p.name}",
+            out_dir / "raw" / f"{p.name}.parquet",
+            out_dir / "quarantine" / f"{p.name}.parquet",
+            {},
         )
         for p in sorted(seg_dir.iterdir())
     ]
     t = time.perf_counter()
-    stats = ingest_kumo_files(jobs, workers=workers or FILE_WORKERS)
+    results = ingest_kumo_batch(jobs)
     secs = time.perf_counter() - t
+    failed = [r["detail"] for r in results if not r["ok"]]
+    if failed:
+        raise SystemExit(f"{len(failed)} segments failed: {failed[0]}")
     return {
         "seconds": secs,
-        "rows": sum(s.events for s in stats),
-        "records_read": sum(s.records_read for s in stats),
-        "quarantined": sum(s.quarantined for s in stats),
-        "duplicates": sum(s.duplicates for s in stats),
+        "rows": sum(r["rows"] for r in results),
+        "records_read": sum(r["lines_read"] for r in results),
+        "quarantined": sum(r["quarantined"] for r in results),
+        "duplicates": sum(r["duplicates"] for r in results),
     }
 
 
@@ -504,7 +509,7 @@ def _child(args: argparse.Namespace) -> None:
         if args.child == "baseline":
             res = run_baseline(Path(args.segments), Path(args.out))
         else:
-            res = run_ours(Path(args.segments), Path(args.out), args.workers)
+            res = run_ours(Path(args.segments), Path(args.out))
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     res.update(
@@ -518,9 +523,8 @@ def _child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(res))
 
 
-def _spawn(kind: str, segments: Path, out: Path, workers: int) -> dict:
+def _spawn(kind: str, segments: Path, out: Path) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--segments", str(segments), "--out", str(out)]
-    cmd += ["--workers", str(workers)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -536,9 +540,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--per-segment", type=int, default=100_000)
-    ap.add_argument(
-        "--workers", type=int, default=0, help="files at once (default: mtashift.ingest.kumo.FILE_WORKERS)"
-    )
     ap.add_argument(
         "--repeat", type=int, default=1, help="alternate the two runs N times and keep each one's fastest"
     )
@@ -568,8 +569,8 @@ def main() -> None:
         base, ours = {}, {}
         pairs: list[float] = []  # each pair ran back to back, under much the same host conditions
         for _ in range(max(1, args.repeat)):
-            b = _spawn("baseline", seg_dir, work / "out_baseline", args.workers)
-            o = _spawn("ours", seg_dir, work / "out_ours", args.workers)
+            b = _spawn("baseline", seg_dir, work / "out_baseline")
+            o = _spawn("ours", seg_dir, work / "out_ours")
             base = b if not base or b["seconds"] < base["seconds"] else base
             ours = o if not ours or o["seconds"] < ours["seconds"] else ours
             pairs.append(o["seconds"] / b["seconds"])

@@ -969,7 +969,13 @@ def test_ingest_many_files_in_parallel_matches_sequential(tmp_path: Path) -> Non
     assert results[1] == results[2]
 
 
-def test_a_landing_batch_reads_files_together_and_reports_a_failed_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [False, True], ids=["in-process", "worker-processes"])
+def test_a_landing_batch_reads_files_together_and_reports_a_failed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: bool
+) -> None:
+    if workers:  # any batch of several files goes to the worker processes
+        monkeypatch.setattr(run, "KUMO_WORKER_MIN_BYTES", 0)
+        monkeypatch.setattr(run.os, "cpu_count", lambda: 2)
     cctx = zstandard.ZstdCompressor()
     paths = []
     for k in range(3):
@@ -996,6 +1002,62 @@ def test_a_landing_batch_reads_files_together_and_reports_a_failed_one(tmp_path:
         assert got[k] == {"ok": True, **alone}
         assert got[k]["rows"] == 20 + k and got[k]["lines_read"] == 20 + k
         assert pl.read_parquet(jobs[k][2]).equals(pl.read_parquet(tmp_path / "alone.e"))
+
+
+def test_a_worker_batch_is_split_by_size_and_a_dead_worker_fails_only_its_own_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mtashift.ingest import worker
+
+    sizes = [5, 40, 10, 30, 20]  # bytes: groups by largest first, each file to the lighter group
+    jobs = []
+    for k, size in enumerate(sizes):
+        p = write_text(tmp_path / f"s{k}", "x" * size)
+        jobs.append((p, f"kumo/n1/s{k}", tmp_path / f"s{k}.e", tmp_path / f"s{k}.q", {}))
+    assert run._balanced(jobs, 2) == [[1, 2, 0], [3, 4]]  # 40, 30, 20 (to 30), 10 (to 40), 5 (a tie: first)
+    assert run._balanced(jobs[:1], 2) == [[0]]
+
+    requests: list[list[str]] = []
+
+    def fake_worker(kind: str, **kw: object) -> list[dict]:
+        names = [j[1] for j in kw["jobs"]]  # type: ignore[attr-defined]
+        requests.append(names)
+        if "kumo/n1/s3" in names:
+            raise worker.WorkerError("ingest worker for a kumo batch: killed by SIGKILL")
+        return [{"ok": True, "rows": int(n[-1])} for n in names]
+
+    monkeypatch.setattr(worker, "run_in_worker", fake_worker)
+    monkeypatch.setattr(run, "KUMO_WORKER_MIN_BYTES", sum(sizes))
+    monkeypatch.setattr(run.os, "cpu_count", lambda: 2)
+    got = run.ingest_kumo_batch(jobs)
+    assert sorted(requests) == [["kumo/n1/s1", "kumo/n1/s2", "kumo/n1/s0"], ["kumo/n1/s3", "kumo/n1/s4"]]
+    dead = {"ok": False, "detail": "WorkerError: ingest worker for a kumo batch: killed by SIGKILL"}
+    assert got == [{"ok": True, "rows": 0}, {"ok": True, "rows": 1}, {"ok": True, "rows": 2}, dead, dead]
+
+    requests.clear()
+    monkeypatch.setattr(run, "KUMO_WORKER_MIN_BYTES", sum(sizes) + 1)  # too small a batch: read here
+    monkeypatch.setattr(run, "_ingest_kumo_batch_here", lambda js: [{"ok": True, "here": len(js)}] * len(js))
+    assert run.ingest_kumo_batch(jobs) == [{"ok": True, "here": 5}] * 5 and requests == []
+
+
+def test_a_kumo_worker_reads_its_files_one_at_a_time_on_one_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mtashift.ingest import kumo
+
+    seen: dict = {}
+
+    def spy(jobs: list, **kw: object) -> list:
+        seen.update(kw, jobs=jobs)
+        return [kumo.KumoFileStats(source_file=j.rel_path, kind="segment") for j in jobs]
+
+    monkeypatch.setattr(kumo, "ingest_kumo_files_reporting", spy)
+    # a job as the child decodes it from the request: a list, paths as Path
+    job = [tmp_path / "s", "kumo/n1/s", tmp_path / "e", tmp_path / "q", {"include_open": True}]
+    out = run.IN_PROCESS["kumo"](jobs=[job])
+    assert (seen["workers"], seen["threads"]) == (1, 1)
+    assert seen["jobs"][0].path == tmp_path / "s" and seen["jobs"][0].include_open is True
+    assert out[0]["ok"] is True and out[0]["rows"] == 0
 
 
 def test_the_landing_asset_path_uses_the_batch_reader_for_several_kumo_files(
@@ -1153,6 +1215,15 @@ REC = '{"type":"Delivery","id":"a","timestamp":1793534706'
         ("array line with -Inf", f'[{REC},"x":-Inf}}]\n'.encode(), ["invalid_json"], 0),
         ("trailing comma in an object", f"{REC},}}\n".encode(), ["invalid_json"], 0),
         ("NaN value", f'{REC},"x":NaN}}\n'.encode(), ["invalid_json"], 0),
+        ("NaN after two spaces", f'{REC},"x":  NaN}}\n'.encode(), ["invalid_json"], 0),
+        ("+inf after a tab", f'{REC},"x":\t+inf}}\n'.encode(), ["invalid_json"], 0),
+        ("trailing comma before spaces", f"{REC},  \t}}\n".encode(), ["invalid_json"], 0),
+        (
+            "null, numbers and nested objects stay valid",
+            f'{REC},"x":null,"y":[1, 2],"z":{{"n":1}}}}\n'.encode(),
+            [],
+            1,
+        ),
         ("-Infinity value in a nested array", f'{REC},"x":[1, -Infinity]}}\n'.encode(), ["invalid_json"], 0),
         ("NaN and a trailing comma inside strings are text", f'{REC},"x":":nan, ]"}}\n'.encode(), [], 1),
         (

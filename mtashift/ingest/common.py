@@ -124,21 +124,27 @@ def newline_positions(arr: np.ndarray) -> np.ndarray:
 class SeenKeys:
     """Set of 64-bit keys seen so far in one file, for counting repeated records across batches.
 
-    A bitmap over the low ``BITMAP_BITS`` bits of the key answers "certainly not seen" for almost every
+    A bitmap over the low bits of the key (``BITS_PER_KEY`` bits a key seen, at most ``MAX_BITS``) answers "certainly not seen" for almost every
     key at the cost of one memory access; the few possible hits are checked exactly against sorted
     arrays, merged like a binary counter (8 bytes a key, O(batch log total) to add a batch).
     ``counts`` holds the number of copies of the keys seen more than once.
     """
 
-    BITMAP_BITS = 28  # 32 MiB; about 2 % false candidates at 5 million keys
+    MIN_BITS = 16
+    MAX_BITS = 28  # 32 MiB; about 2 % false candidates at 5 million keys
+    BITS_PER_KEY = (
+        64  # while below MAX_BITS: ~1.5 % false candidates, and a bitmap a file's keys keep in cache
+    )
 
     def __init__(self) -> None:
+        self._bits = 0
         self._bitmap: np.ndarray | None = None
         self._levels: list[np.ndarray] = []
+        self._size = 0
         self.counts: dict[int, int] = {}
 
     def _slots(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        low = keys & np.uint64((1 << self.BITMAP_BITS) - 1)
+        low = keys & np.uint64((1 << self._bits) - 1)
         return (low >> np.uint64(3)).astype(np.int64), (np.uint8(1) << (low & np.uint64(7)).astype(np.uint8))
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
@@ -158,14 +164,24 @@ class SeenKeys:
         found[maybe] = hit
         return found
 
-    def add(self, unique_sorted_keys: np.ndarray) -> None:
-        if self._bitmap is None:
-            self._bitmap = np.zeros(1 << (self.BITMAP_BITS - 3), dtype=np.uint8)
-        low = np.sort(unique_sorted_keys & np.uint64((1 << self.BITMAP_BITS) - 1))
-        byte = (low >> np.uint64(3)).astype(np.int64)
-        bit = np.uint8(1) << (low & np.uint64(7)).astype(np.uint8)
+    def _mark(self, keys: np.ndarray) -> None:
+        if not len(keys):
+            return
+        byte, bit = self._slots(np.sort(keys & np.uint64((1 << self._bits) - 1)))
         starts = np.flatnonzero(np.r_[True, byte[1:] != byte[:-1]])
         self._bitmap[byte[starts]] |= np.bitwise_or.reduceat(bit, starts)
+
+    def add(self, unique_sorted_keys: np.ndarray) -> None:
+        self._size += len(unique_sorted_keys)
+        # the bitmap grows with the file (a fresh 32 MiB per small file costs more in page faults and cache
+        # misses than the whole lookup); a larger one is rebuilt from the keys, doubling at most
+        bits = min(self.MAX_BITS, max(self.MIN_BITS, (self._size * self.BITS_PER_KEY - 1).bit_length()))
+        if bits > self._bits:
+            self._bits = bits
+            self._bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
+            for level in self._levels:
+                self._mark(level)
+        self._mark(unique_sorted_keys)
         new = unique_sorted_keys
         while self._levels and len(self._levels[-1]) <= len(new):
             # both runs are sorted: the stable sort merges them in linear time

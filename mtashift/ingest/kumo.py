@@ -240,14 +240,17 @@ def ingest_kumo_files_reporting(
     include_open: bool = False,
     workers: int = FILE_WORKERS,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    threads: int | None = None,
 ) -> list[KumoFileStats | Exception]:
-    """:func:`ingest_kumo_files`, with a file that fails reported in its place rather than raised."""
+    """:func:`ingest_kumo_files`, with a file that fails reported in its place rather than raised.
+    ``threads``: DuckDB threads per file (default: the cores shared among the files read at once)."""
     if not jobs:
         return []
     workers = min(workers, len(jobs))
-    # With files in parallel, more DuckDB threads than cores per file only add switching and page faults
-    # (~15 % more CPU measured at two files on two cores).
-    threads = None if workers <= 1 else max(1, (os.cpu_count() or 1) // workers)
+    if threads is None and workers > 1:
+        # With files in parallel, more DuckDB threads than cores per file only add switching and page faults
+        # (~15 % more CPU measured at two files on two cores).
+        threads = max(1, (os.cpu_count() or 1) // workers)
 
     def one(job: KumoFileJob) -> KumoFileStats | Exception:
         try:
@@ -704,13 +707,10 @@ def _loads(text: str | bytes) -> object:
             raise ValueError("JSON nested too deeply") from None
 
 
-# What DuckDB's lenient reader takes but JSON forbids: NaN/Infinity values and trailing commas. Lines holding
-# one of these marks (rare, and a superset of the lenient ones) are checked again by the strict parser.
-_LENIENT_MARKS = [
-    *(f"{lead}{sign}{word}" for lead in (":", ": ", "[", "[ ", ",", ", ") for sign in ("", "-", "+")
-      for word in ("nan", "inf")),
-    *(f",{space}{close}" for space in ("", " ", "\t") for close in "}]"),
-]  # fmt: skip
+# What DuckDB's lenient reader takes but JSON forbids: NaN/Infinity values (any case, signed) and trailing commas,
+# with any JSON whitespace between. A line matching this superset (rare: `:na`/`:in` after no or some
+# whitespace, or a comma before a closing bracket) is checked again by the strict parser.
+_LENIENT_RE = r"(?:[:\[,][ \t\r\n]*[+-]?[nNiI][aAnN]|,[ \t\r\n]*[}\]])"
 
 
 _JSON_SPACE = " \t\r\n"
@@ -1005,7 +1005,7 @@ class _Reader:
 
 def _strict_json(out: pl.DataFrame, extra: pl.Series) -> pl.DataFrame:
     """``out`` with the records DuckDB accepted but strict JSON refuses marked `invalid_json`."""
-    marked = extra.str.contains_any(_LENIENT_MARKS, ascii_case_insensitive=True).fill_null(False)
+    marked = extra.str.contains(_LENIENT_RE).fill_null(False)
     if not marked.any():
         return out
     idx = marked.arg_true()
@@ -1145,13 +1145,22 @@ def _recipients(text: str) -> list[str | None]:
 
 
 def _explode_recipients(ok: pl.DataFrame) -> pl.DataFrame:
-    """One row per element of a recipient array (rare: BatchByDomain), each with its own event_id."""
-    positions = ok["rcpt_array"].is_not_null().arg_true().to_list()
-    lists: list[list[str | None] | None] = [None] * ok.height
-    for p, text in zip(positions, ok["rcpt_array"].gather(positions).to_list(), strict=True):
-        lists[p] = _recipients(text)
-    parsed = pl.Series("parsed", lists, dtype=pl.List(pl.String))
-    return ok.with_columns(recipient=pl.coalesce(parsed, pl.concat_list("recipient"))).explode("recipient")
+    """One row per element of a recipient array (rare: BatchByDomain), each with its own event_id; the
+    other rows as they are, in order."""
+    arrays = ok["rcpt_array"].is_not_null().arg_true()
+    lists = [_recipients(text) for text in ok["rcpt_array"].gather(arrays).to_list()]
+    sizes = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+    at = arrays.to_numpy()
+    counts = np.ones(ok.height, dtype=np.int64)
+    counts[at] = sizes
+    out = ok.gather(pl.Series(np.repeat(np.arange(ok.height, dtype=np.int64), counts)))
+    # where each array's elements land: its row's first copy, then the next ones
+    first = np.cumsum(counts) - counts
+    slots = np.repeat(first[at], sizes) + (
+        np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    )
+    elements = pl.Series([r for x in lists for r in x], dtype=pl.String)
+    return out.with_columns(out["recipient"].scatter(slots, elements))
 
 
 # --------------------------------------------------------------------------------------------------
