@@ -167,3 +167,27 @@ def test_the_landing_asset_hands_kumo_batches_to_the_batch_reader() -> None:
     assert run.INGESTORS["kumo"].batch is run.ingest_kumo_batch
     assert run.INGESTORS["pmta"].batch is None
     assert "batch=spec.batch" in inspect.getsource(ingest_assets._ingest_kind)
+
+
+def test_a_child_that_cannot_start_or_replies_cut_short_fails_its_own_request_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fake_run(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        request = json.loads(kw["input"])  # type: ignore[arg-type]
+        name = request["kwargs"]["name"]
+        if name == "no-fork":
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        if name == "cut":  # the reply line broke off mid-JSON
+            return _completed(worker.RESULT_MARK + '{"result": [1, 2', 1, "Killed")
+        return _completed(worker.RESULT_MARK + json.dumps({"result": name}) + "\n", 0)
+
+    monkeypatch.setattr(worker.subprocess, "run", fake_run)
+    got = worker.run_in_workers([("kumo", {"name": n}) for n in ("a", "no-fork", "cut", "b")])
+    assert got[0] == "a" and got[3] == "b"
+    assert isinstance(got[1], WorkerError) and str(got[1]) == (
+        "ingest worker for a kumo batch: could not start: BlockingIOError: [Errno 11] Resource temporarily unavailable"
+    )
+    assert (
+        isinstance(got[2], WorkerError)
+        and str(got[2]) == "ingest worker for a kumo batch: exit status 1: Killed"
+    )

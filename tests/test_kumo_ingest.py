@@ -973,6 +973,16 @@ def test_ingest_many_files_in_parallel_matches_sequential(tmp_path: Path) -> Non
 def test_a_landing_batch_reads_files_together_and_reports_a_failed_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: bool
 ) -> None:
+    from mtashift.ingest import worker
+
+    children: list[int] = []
+    real_worker = worker.run_in_worker
+
+    def counted(kind: str, **kw: object) -> object:
+        children.append(len(kw["jobs"]))  # type: ignore[arg-type]
+        return real_worker(kind, **kw)
+
+    monkeypatch.setattr(worker, "run_in_worker", counted)
     if workers:  # any batch of several files goes to the worker processes
         monkeypatch.setattr(run, "KUMO_WORKER_MIN_BYTES", 0)
         monkeypatch.setattr(run.os, "cpu_count", lambda: 2)
@@ -990,6 +1000,7 @@ def test_a_landing_batch_reads_files_together_and_reports_a_failed_one(
     ]  # fmt: skip
     jobs[1] = (*jobs[1][:2], blocker / "e", blocker / "q", jobs[1][4])  # its output cannot be written
     got = run.ingest_kumo_batch(jobs)
+    assert sorted(children) == ([1, 2] if workers else [])  # two children share the three files
     assert [r["ok"] for r in got] == [True, False, True]
     assert got[1]["detail"].startswith(("FileExistsError", "NotADirectoryError"))
     for k in (0, 2):  # what the one-file registry function gives for the same file
@@ -1004,7 +1015,7 @@ def test_a_landing_batch_reads_files_together_and_reports_a_failed_one(
         assert pl.read_parquet(jobs[k][2]).equals(pl.read_parquet(tmp_path / "alone.e"))
 
 
-def test_a_worker_batch_is_split_by_size_and_a_dead_worker_fails_only_its_own_files(
+def test_a_worker_batch_is_split_by_size_and_a_dead_workers_files_are_read_again_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mtashift.ingest import worker
@@ -1030,9 +1041,21 @@ def test_a_worker_batch_is_split_by_size_and_a_dead_worker_fails_only_its_own_fi
     monkeypatch.setattr(run, "KUMO_WORKER_MIN_BYTES", sum(sizes))
     monkeypatch.setattr(run.os, "cpu_count", lambda: 2)
     got = run.ingest_kumo_batch(jobs)
-    assert sorted(requests) == [["kumo/n1/s1", "kumo/n1/s2", "kumo/n1/s0"], ["kumo/n1/s3", "kumo/n1/s4"]]
+    # the dead child's files are each read again alone: only the one that kills its reader fails
+    assert sorted(requests) == [
+        ["kumo/n1/s1", "kumo/n1/s2", "kumo/n1/s0"],
+        ["kumo/n1/s3"],
+        ["kumo/n1/s3", "kumo/n1/s4"],
+        ["kumo/n1/s4"],
+    ]
     dead = {"ok": False, "detail": "WorkerError: ingest worker for a kumo batch: killed by SIGKILL"}
-    assert got == [{"ok": True, "rows": 0}, {"ok": True, "rows": 1}, {"ok": True, "rows": 2}, dead, dead]
+    assert got == [
+        {"ok": True, "rows": 0},
+        {"ok": True, "rows": 1},
+        {"ok": True, "rows": 2},
+        dead,
+        {"ok": True, "rows": 4},
+    ]
 
     requests.clear()
     monkeypatch.setattr(run, "KUMO_WORKER_MIN_BYTES", sum(sizes) + 1)  # too small a batch: read here

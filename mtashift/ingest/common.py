@@ -174,7 +174,7 @@ class SeenKeys:
     def add(self, unique_sorted_keys: np.ndarray) -> None:
         self._size += len(unique_sorted_keys)
         # the bitmap grows with the file (a fresh 32 MiB per small file costs more in page faults and cache
-        # misses than the whole lookup); a larger one is rebuilt from the keys, doubling at most
+        # misses than the whole lookup); when the file outgrows it, a larger one is rebuilt from the keys
         bits = min(self.MAX_BITS, max(self.MIN_BITS, (self._size * self.BITS_PER_KEY - 1).bit_length()))
         if bits > self._bits:
             self._bits = bits

@@ -102,6 +102,14 @@ def ingest_kumo_batch(jobs: list[BatchJob]) -> list[dict[str, Any]]:
     replies = run_in_workers([("kumo", {"jobs": [jobs[i] for i in g]}) for g in groups])
     results: list[dict[str, Any]] = [{}] * len(jobs)
     for group, reply in zip(groups, replies, strict=True):
+        if isinstance(reply, WorkerError) and len(group) > 1:
+            # The child died (killed for memory, most likely) after writing some of its files and before its
+            # reply: each file is read again in a child of its own (the writes are atomic, so a finished file
+            # is simply replaced), so only a file that kills its reader is recorded as failed.
+            for i in group:
+                (alone,) = run_in_workers([("kumo", {"jobs": [jobs[i]]})])
+                results[i] = failure(alone) if isinstance(alone, WorkerError) else alone[0]
+            continue
         for k, i in enumerate(group):
             results[i] = failure(reply) if isinstance(reply, WorkerError) else reply[k]
     return results

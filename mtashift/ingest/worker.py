@@ -74,22 +74,21 @@ def wants_worker(path: Path, *, min_bytes: int | None = None) -> bool:
 def run_in_worker(kind: str, **kwargs: Any) -> Any:
     """Run the in-process ingest of ``kind`` in a tuned child process; its result (JSON values)."""
     request = json.dumps({"kind": kind, "kwargs": {k: _encode(v) for k, v in kwargs.items()}})
-    proc = subprocess.run(
-        [sys.executable, "-m", "mtashift.ingest.worker"],
-        input=request,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **WORKER_ENV},
-        check=False,
-    )
     where = f"ingest worker for {kwargs.get('rel_path') or f'a {kind} batch'}"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mtashift.ingest.worker"],
+            input=request,
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",  # a native library's stray bytes on stderr must not hide the child's outcome
+            env={**os.environ, **WORKER_ENV},
+            check=False,
+        )
+    except OSError as exc:  # no process to start (out of memory or processes)
+        raise WorkerError(f"{where}: could not start: {type(exc).__name__}: {exc}") from exc
     reply = next(
-        (
-            json.loads(line[len(RESULT_MARK) :])
-            for line in reversed(proc.stdout.splitlines())
-            if line.startswith(RESULT_MARK)
-        ),
-        None,
+        (_reply(line) for line in reversed(proc.stdout.splitlines()) if line.startswith(RESULT_MARK)), None
     )
     if reply is not None and "error" in reply:
         raise WorkerError(f"{where}: {reply['error']}: {reply['message']}")
@@ -102,6 +101,15 @@ def run_in_worker(kind: str, **kwargs: Any) -> Any:
     return reply["result"]
 
 
+def _reply(line: str) -> dict[str, Any] | None:
+    """The reply on a marked line; None when it is not whole JSON (a child cut short while writing it)."""
+    try:
+        reply = json.loads(line[len(RESULT_MARK) :])
+    except ValueError:
+        return None
+    return reply if isinstance(reply, dict) and ("result" in reply or "error" in reply) else None
+
+
 def run_in_workers(requests: list[tuple[str, dict[str, Any]]]) -> list[Any]:
     """Several :func:`run_in_worker` requests at once, one child process each; each result, or its
     ``WorkerError``, in the order of ``requests``."""
@@ -111,6 +119,8 @@ def run_in_workers(requests: list[tuple[str, dict[str, Any]]]) -> list[Any]:
             return run_in_worker(request[0], **request[1])
         except WorkerError as exc:
             return exc
+        except Exception as exc:  # whatever else went wrong with this child is its requests' failure alone
+            return WorkerError(f"ingest worker for a {request[0]} batch: {type(exc).__name__}: {exc}")
 
     if len(requests) == 1:
         return [one(requests[0])]
