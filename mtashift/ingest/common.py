@@ -26,6 +26,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -250,6 +251,55 @@ def raw_categorical() -> pl.Categorical:
 def constant_categorical(value: str | None, n: int, name: str = "") -> pl.Series:
     """``n`` copies of one value as a Categorical (nothing hashed per row)."""
     return pl.Series(name, [value], dtype=pl.String).cast(raw_categorical()).new_from_index(0, n)
+
+
+LOWCARD_SAMPLE = 4096  # rows sampled to decide whether a column repeats enough to be coded
+
+
+@dataclass
+class Coded:
+    """A column as distinct values ``u`` plus a per-row code into them (null where the row is null)."""
+
+    u: pl.Series
+    codes: pl.Series  # UInt32
+    nulls: int
+
+    @property
+    def constant(self) -> bool:
+        return len(self.u) == 1 and self.nulls == 0
+
+    def gather(self, values: pl.Series) -> pl.Series:
+        """Per-row ``values`` from one value per distinct input."""
+        return values.gather(self.codes)
+
+    def categorical(self, values: pl.Series) -> pl.Series:
+        """Per-row ``values`` (one per distinct value) as a Categorical: codes, not strings, reach Parquet."""
+        return values.cast(raw_categorical()).gather(self.codes)
+
+
+def coded(s: pl.Series) -> Coded | None:
+    """Code ``s`` by its distinct values when it repeats enough for per-value work to pay off, else None."""
+    n = len(s)
+    if n and s.null_count() == 0 and (s.head(64) == s[0]).all() and (s == s[0]).all():  # constant: no hashing
+        return Coded(s.head(1), pl.Series(values=[0], dtype=pl.UInt32).extend_constant(0, n - 1), 0)
+    if n > LOWCARD_SAMPLE and s.head(LOWCARD_SAMPLE).n_unique() > LOWCARD_SAMPLE * 3 // 4:
+        return None
+    # fresh categories number the distinct values 0..k-1 in order of appearance: one hashing pass
+    dtype = raw_categorical()
+    cat = s.cast(dtype)
+    u = dtype.categories.to_series()  # read while `cat` lives: the categories go with their last column
+    codes = cat.to_physical()
+    if len(u) * 2 > n and n > 64:
+        return None
+    return Coded(u, codes, s.null_count())
+
+
+def per_distinct(s: pl.Series, **exprs: pl.Expr) -> dict[str, pl.Series]:
+    """``exprs`` (over ``pl.col("v")``, element-wise, null -> null) per row of ``s``, evaluated once per distinct
+    value when ``s`` repeats enough (see :func:`coded`), else per row."""
+    c = coded(s)
+    frame = (s if c is None else c.u).rename("v").to_frame().select(**exprs)
+    return {k: frame[k] if c is None else c.gather(frame[k]) for k in exprs}
 
 
 def to_raw(frame: pl.DataFrame) -> pl.DataFrame:

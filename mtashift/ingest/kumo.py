@@ -56,6 +56,7 @@ from mtashift.ingest.common import (
     newline_positions,
     normalise_domain,
     occurrences,
+    per_distinct,
     prefetched,
     raw_compression,
 )
@@ -1185,35 +1186,44 @@ def _normalise_distinct(raw: pl.Series) -> pl.Series:
 
 
 def _derive(out: pl.DataFrame) -> pl.DataFrame:
-    c = pl.col
+    c, v = pl.col, pl.col("v")
     inbound = c("raw_type").is_in(list(INBOUND_TYPES))
-    addr = c("src_addr")
-    source_ip = (
-        pl.when(addr.str.starts_with("["))
-        .then(addr.str.extract(r"^\[([^\]]*)\]", 1))
-        .when(addr.str.count_matches(":", literal=True) == 1)
-        .then(addr.str.split(":").list.first())
-        .otherwise(addr)
+    # Addresses, queues and peers repeat a few values per chunk: each is parsed once per distinct value.
+    source = per_distinct(
+        out["src_addr"],
+        source_ip=_nonempty(
+            pl.when(v.str.starts_with("["))
+            .then(v.str.extract(r"^\[([^\]]*)\]", 1))
+            .when(v.str.count_matches(":", literal=True) == 1)
+            .then(v.str.split(":").list.first())
+            .otherwise(v)
+        ),
     )
     # KumoMTA splits a queue name at the first `@`, then the part before it at the first `:`.
-    at = c("queue").str.splitn("@", 2)
+    at = v.str.splitn("@", 2)
     prefix = pl.when(at.struct.field("field_1").is_not_null()).then(at.struct.field("field_0"))
     colon = prefix.str.splitn(":", 2)
     has_colon = colon.struct.field("field_1").is_not_null()
+    queue = per_distinct(
+        out["queue"],
+        campaign=pl.when(has_colon).then(_nonempty(colon.struct.field("field_0"))),
+        tenant=_nonempty(pl.when(has_colon).then(colon.struct.field("field_1")).otherwise(prefix)),
+    )
+    peer = per_distinct(out["peer_name"], mx_host=_nonempty(v.str.to_lowercase().str.strip_chars_end(".")))
     return out.with_columns(
         event_type=c("raw_type").replace_strict(KUMO_RECORD_TYPES, default="other", return_dtype=pl.String),
-        sender_domain=_domain_of(c("sender")),
-        recipient_domain=_domain_of(c("recipient")),
+        sender_domain=per_distinct(out["sender"], d=_domain_of(v))["d"],
+        recipient_domain=per_distinct(out["recipient"], d=_domain_of(v))["d"],
         _h=event_hash(MTA, _key_text()),
-        source_ip=_nonempty(source_ip),
-        mx_host=pl.when(~inbound).then(_nonempty(c("peer_name").str.to_lowercase().str.strip_chars_end("."))),
+        source_ip=source["source_ip"],
+        mx_host=pl.when(~inbound).then(pl.lit(peer["mx_host"])),
         mx_ip=pl.when(~inbound).then(_nonempty(c("peer_addr"))),
         smtp_code=c("code").cast(pl.Int16, strict=False),
         enhanced_status=pl.concat_str(
             [c("ec_class"), pl.lit("."), c("ec_subject"), pl.lit("."), c("ec_detail")]
         ),
-        campaign=pl.when(has_colon).then(_nonempty(colon.struct.field("field_0"))),
-        tenant=_nonempty(pl.when(has_colon).then(colon.struct.field("field_1")).otherwise(prefix)),
+        campaign=queue["campaign"],
+        tenant=queue["tenant"],
     )
 
 

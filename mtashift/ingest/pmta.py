@@ -59,9 +59,11 @@ import polars.selectors as cs
 import pyarrow.parquet as pq
 
 from mtashift.ingest.common import (
+    Coded,
     RawEventsWriter,
     SeenKeys,
     byte_positions,
+    coded,
     constant_categorical,
     event_hash,
     hash_key,
@@ -1184,61 +1186,17 @@ def _records_frame(records: list[_Record], width: int) -> pl.DataFrame:
 # are done once per distinct value and gathered back by code, which is what keeps the ingest close to the
 # cost of a plain CSV read.
 
-LOWCARD_SAMPLE = 4096
 MAX_COMBO = 1 << 62
 
 
-@dataclass
-class _Coded:
-    """A column as distinct values ``u`` plus a per-row code into them (null where the row is null)."""
-
-    u: pl.Series
-    codes: pl.Series  # UInt32
-    nulls: int
-
-    @property
-    def constant(self) -> bool:
-        return len(self.u) == 1 and self.nulls == 0
-
-    def gather(self, values: pl.Series) -> pl.Series:
-        return values.gather(self.codes)
-
-    def categorical(self, values: pl.Series) -> pl.Series:
-        """Per-row ``values`` (one per distinct value) as a Categorical: codes, not strings, reach Parquet."""
-        return values.cast(raw_categorical()).gather(self.codes)
-
-
-def _coded(s: pl.Series) -> _Coded | None:
-    """Code ``s`` by its distinct values when it repeats enough for per-value work to pay off, else None."""
-    n = len(s)
-    if n and s.null_count() == 0 and (s.head(64) == s[0]).all() and (s == s[0]).all():  # constant: no hashing
-        return _Coded(s.head(1), pl.Series(values=[0], dtype=pl.UInt32).extend_constant(0, n - 1), 0)
-    if n > LOWCARD_SAMPLE and s.head(LOWCARD_SAMPLE).n_unique() > LOWCARD_SAMPLE * 3 // 4:
-        return None
-    # fresh categories number the distinct values 0..k-1 in order of appearance: one hashing pass
-    dtype = raw_categorical()
-    cat = s.cast(dtype)
-    u = dtype.categories.to_series()  # read while `cat` lives: the categories go with their last column
-    codes = cat.to_physical()
-    if len(u) * 2 > n and n > 64:
-        return None
-    return _Coded(u, codes, s.null_count())
-
-
-def _per_value(
-    s: pl.Series,
-    fn: Callable[[pl.Series], pl.Series],
-    coded: _Coded | None = None,
-    *,
-    categorical: bool = False,
-) -> pl.Series:
+def _per_value(s: pl.Series, fn: Callable[[pl.Series], pl.Series], *, categorical: bool = False) -> pl.Series:
     """``fn`` (element-wise, null -> null) computed once per distinct value when that is cheaper; as a
     Categorical then, if asked (for output columns stored dictionary-encoded)."""
-    c = coded if coded is not None else _coded(s)
+    c = coded(s)
     return _rows(c, fn(s if c is None else c.u), categorical=categorical)
 
 
-def _rows(c: _Coded | None, values: pl.Series, *, categorical: bool = False) -> pl.Series:
+def _rows(c: Coded | None, values: pl.Series, *, categorical: bool = False) -> pl.Series:
     """Per-row ``values``: as they are when ``c`` is None, else gathered from one value per distinct input."""
     if c is None:
         return values
@@ -1247,10 +1205,10 @@ def _rows(c: _Coded | None, values: pl.Series, *, categorical: bool = False) -> 
 
 def _split(
     s: pl.Series, parts: Callable[[pl.Series, str], pl.DataFrame], key: str
-) -> tuple[_Coded | None, pl.DataFrame, _Piece]:
+) -> tuple[Coded | None, pl.DataFrame, _Piece]:
     """``parts`` of a column computed once per distinct value when it repeats (else per row), and its
     `extra` piece from the ``frag`` column of those parts."""
-    c = _coded(s)
+    c = coded(s)
     p = parts(s if c is None else c.u, key)
     return c, p, _Piece(rows=p["frag"]) if c is None else _Piece(coded=c, table=p["frag"])
 
@@ -1327,7 +1285,7 @@ def _split_times(s: pl.Series) -> pl.Series | None:
     ):
         suffixes = pl.Series([suffix])  # one offset in the whole batch (the usual case): nothing to code
     else:
-        oc = _coded(s.str.slice(19))
+        oc = coded(s.str.slice(19))
         if oc is None:
             return None
         suffixes = oc.u
@@ -1466,7 +1424,7 @@ def _diag_prefix_parts(u: pl.Series) -> pl.DataFrame:
     return f.with_columns(canon=canon.eq_missing(pl.col("v"))).drop("v")
 
 
-def _diag(d: pl.Series) -> tuple[pl.DataFrame, pl.Series, _Coded | None]:
+def _diag(d: pl.Series) -> tuple[pl.DataFrame, pl.Series, Coded | None]:
     """dsnDiag -> (smtp_code, the diag's own enhanced status, response, `smtp;<code> <enh> ` shape), the
     prefix before the response, and that prefix coded by value (None when it hardly repeats)."""
     prefix = d.str.extract(DIAG_FAST, 0)
@@ -1474,7 +1432,7 @@ def _diag(d: pl.Series) -> tuple[pl.DataFrame, pl.Series, _Coded | None]:
     if slow.any():
         idx = slow.arg_true()
         prefix = prefix.scatter(idx, d.gather(idx).str.extract(DIAG_PREFIX, 0))
-    c = _coded(prefix)
+    c = coded(prefix)
     if c is None:
         parts = _diag_prefix_parts(prefix)
     else:
@@ -1490,7 +1448,7 @@ def _diag_piece(
     d: pl.Series,
     dp: pl.DataFrame,
     prefix: pl.Series,
-    pc: _Coded | None,
+    pc: Coded | None,
     enh: pl.Series,
     *,
     key: str,
@@ -1504,7 +1462,7 @@ def _diag_piece(
     raw = d.is_not_null() & ~rebuilt & ~prefixed
     if pc is not None and not raw.any():
         codes = pl.select(pl.when(pl.lit(prefixed)).then(pl.lit(pc.codes))).to_series()
-        return _Piece(coded=_Coded(pc.u, codes, int((~prefixed).sum())), table=_frag(prefix_key, pc.u))
+        return _Piece(coded=Coded(pc.u, codes, int((~prefixed).sum())), table=_frag(prefix_key, pc.u))
     pre = _masked_frag(prefix_key, prefix, prefixed)
     whole = _masked_frag(key, d, raw)
     if pre is None or whole is None:
@@ -1516,7 +1474,7 @@ def _diag_piece(
 class _Piece:
     """One contribution to `extra`, in header order: per-distinct-value fragments + codes, or per-row."""
 
-    coded: _Coded | None = None
+    coded: Coded | None = None
     table: pl.Series | None = None  # fragment per distinct value (len(coded.u))
     rows: pl.Series | None = None  # fragment per row
 
@@ -1534,9 +1492,9 @@ def _extra(pieces: list[_Piece], n: int) -> pl.Series:
         if (p.coded is not None and p.table.null_count() < len(p.table)) or p.rows is not None
     ]
     if pieces and all(p.coded is not None for p in pieces):
-        coded = _coded_extra(pieces, n)
-        if coded is not None:
-            return coded
+        objects = _coded_extra(pieces, n)
+        if objects is not None:
+            return objects
     runs: list[list[_Piece] | pl.Series] = []
     run: list[_Piece] = []
     key = np.zeros(n, dtype=np.int64)
@@ -1677,7 +1635,7 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
 
     # type -> raw_type, event_type (b + message-expired -> expired)
     t, bc = col("type"), col("bounceCat")
-    tc = _coded(t) if t is not None else None
+    tc = coded(t) if t is not None else None
     expired_cat = None
     if bc is not None:
         expired_cat = _per_value(
@@ -1817,7 +1775,7 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
         v = df[f"c{pos}"]
         if v.null_count() == n:
             continue
-        c = _coded(v)
+        c = coded(v)
         pieces[pos] = _Piece(rows=_frag(k, v)) if c is None else _Piece(coded=c, table=_frag(k, c.u))
 
     ordered = [pieces[p] for p in sorted(pieces) if pieces[p].coded is not None or pieces[p].rows is not None]
