@@ -8,6 +8,7 @@ import gzip
 import json
 import random
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,12 +23,14 @@ from mtashift.ingest.common import (
     RawEventsWriter,
     SeenKeys,
     byte_positions,
+    coded,
     constant_categorical,
     event_id_of,
     idna_domain,
     newline_positions,
     normalise_domain,
     occurrences,
+    per_distinct,
 )
 from mtashift.ingest.pmta import PmtaFileStats, ingest_pmta_file, parse_pmta_file
 from schemas.events import EVENT_SCHEMA, RAW_DICTIONARY_COLUMNS, conform
@@ -879,6 +882,34 @@ def test_occurrences_across_batches() -> None:
     assert occurrences(np.array([3, 9, 5, 3], dtype=np.uint64), seen).tolist() == [2, 1, 3, 3]
     assert occurrences(np.array([1, 2], dtype=np.uint64), seen).tolist() == [1, 1]
     assert occurrences(np.array([5, 2, 11], dtype=np.uint64), seen).tolist() == [4, 2, 1]
+
+
+def test_occurrences_stay_exact_while_the_bitmap_grows() -> None:
+    rng = np.random.default_rng(7)
+    seen, counts = SeenKeys(), Counter()
+    bits = []
+    for size in [50, 300, 2_000, 9_000, 40_000]:  # the bitmap is rebuilt larger as keys accumulate
+        # keys repeat within and across batches; high bits vary so the low bits alone cannot tell them apart
+        keys = rng.integers(0, 30_000, size).astype(np.uint64) | (
+            rng.integers(0, 4, size).astype(np.uint64) << 40
+        )
+        want = []
+        for k in keys.tolist():
+            counts[k] += 1
+            want.append(counts[k])
+        assert occurrences(keys, seen).tolist() == want
+        bits.append(seen._bits)
+    assert bits == sorted(bits) and bits[0] == SeenKeys.MIN_BITS and bits[-1] > bits[0]
+
+
+def test_per_distinct_equals_the_per_row_result() -> None:
+    expr = pl.col("v").str.to_uppercase().str.slice(0, 2)
+    repeating = pl.Series(["ab", None, "cd", "ab", "ab"] * 200)
+    unique = pl.Series([f"x{i}" for i in range(5_000)])
+    for s in (repeating, unique, pl.Series([None, None], dtype=pl.String), pl.Series([], dtype=pl.String)):
+        got = per_distinct(s, out=expr)["out"]
+        assert got.to_list() == s.rename("v").to_frame().select(out=expr)["out"].to_list()
+    assert coded(repeating) is not None and coded(unique) is None  # the repeating one went per value
 
 
 # --------------------------------------------------------------------------------------- compressed input
