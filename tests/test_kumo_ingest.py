@@ -1025,8 +1025,8 @@ def test_a_worker_batch_is_split_by_size_and_a_dead_workers_files_are_read_again
     for k, size in enumerate(sizes):
         p = write_text(tmp_path / f"s{k}", "x" * size)
         jobs.append((p, f"kumo/n1/s{k}", tmp_path / f"s{k}.e", tmp_path / f"s{k}.q", {}))
-    assert run._balanced(jobs, 2) == [[1, 2, 0], [3, 4]]  # 40, 30, 20 (to 30), 10 (to 40), 5 (a tie: first)
-    assert run._balanced(jobs[:1], 2) == [[0]]
+    assert run._balanced(sizes, 2) == [[1, 2, 0], [3, 4]]  # 40, 30, 20 (to 30), 10 (to 40), 5 (a tie: first)
+    assert run._balanced(sizes[:1], 2) == [[0]]
 
     requests: list[list[str]] = []
 

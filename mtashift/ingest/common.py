@@ -117,6 +117,14 @@ def byte_positions(arr: np.ndarray, value: int, *, step: int = 1 << 18) -> np.nd
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
 
 
+def stored_size(path: Path) -> int:
+    """Bytes of ``path`` as stored (0 when it cannot be read: the reader then reports it)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def newline_positions(arr: np.ndarray) -> np.ndarray:
     """Indices of the ``\\n`` bytes of ``arr`` (uint8)."""
     return byte_positions(arr, 10)
@@ -125,17 +133,16 @@ def newline_positions(arr: np.ndarray) -> np.ndarray:
 class SeenKeys:
     """Set of 64-bit keys seen so far in one file, for counting repeated records across batches.
 
-    A bitmap over the low bits of the key (``BITS_PER_KEY`` bits a key seen, at most ``MAX_BITS``) answers "certainly not seen" for almost every
-    key at the cost of one memory access; the few possible hits are checked exactly against sorted
-    arrays, merged like a binary counter (8 bytes a key, O(batch log total) to add a batch).
+    A bitmap over the low bits of the key (``BITS_PER_KEY`` bits a key seen, at most ``MAX_BITS``) answers
+    "certainly not seen" for almost every key at the cost of one memory access; the few possible hits are
+    checked exactly against sorted arrays, merged like a binary counter (8 bytes a key, O(batch log total) to add a batch).
     ``counts`` holds the number of copies of the keys seen more than once.
     """
 
     MIN_BITS = 16
     MAX_BITS = 28  # 32 MiB; about 2 % false candidates at 5 million keys
-    BITS_PER_KEY = (
-        64  # while below MAX_BITS: ~1.5 % false candidates, and a bitmap a file's keys keep in cache
-    )
+    # while below MAX_BITS: ~1.5 % false candidates, and a bitmap a file's keys keep in cache
+    BITS_PER_KEY = 64
 
     def __init__(self) -> None:
         self._bits = 0

@@ -59,6 +59,7 @@ from mtashift.ingest.common import (
     per_distinct,
     prefetched,
     raw_compression,
+    stored_size,
 )
 from mtashift.lake import PARQUET_COMPRESSION, atomic_path
 from schemas.events import EVENT_SCHEMA, KUMO_RECORD_TYPES
@@ -261,7 +262,7 @@ def ingest_kumo_files_reporting(
 
     if workers <= 1:
         return [one(j) for j in jobs]
-    order = sorted(range(len(jobs)), key=lambda i: -_size(jobs[i].path))
+    order = sorted(range(len(jobs)), key=lambda i: -stored_size(jobs[i].path))
     # Threads, not processes: the heavy work (zstd, DuckDB, polars, Parquet) runs in native code without the
     # GIL, and a process pool pays an interpreter start and the imports in every worker.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kumo-ingest") as ex:
@@ -278,13 +279,6 @@ def ingest_kumo_files_reporting(
 class _StreamEnd:
     status: Literal["complete", "truncated", "corrupt"] = "complete"
     detail: str = ""
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
 
 
 def _zstd_pieces(fh: IO[bytes], end: _StreamEnd) -> Iterator[bytes]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from mtashift.ingest.common import stored_size
 from mtashift.ingest.worker import WorkerError, run_in_worker, run_in_workers, wants_worker
 from mtashift.lake import Lake
 from mtashift.manifest import failure
@@ -96,9 +97,10 @@ def ingest_kumo_batch(jobs: list[BatchJob]) -> list[dict[str, Any]]:
     threads, as :func:`mtashift.ingest.kumo.ingest_kumo_files` reads them.
     """
     processes = min(KUMO_PROCESSES, os.cpu_count() or 1, len(jobs))
-    if processes < 2 or sum(_stored_size(j[0]) for j in jobs) < KUMO_WORKER_MIN_BYTES:
+    sizes = [stored_size(Path(j[0])) for j in jobs]
+    if processes < 2 or sum(sizes) < KUMO_WORKER_MIN_BYTES:
         return _ingest_kumo_batch_here(jobs)
-    groups = _balanced(jobs, processes)
+    groups = _balanced(sizes, processes)
     replies = run_in_workers([("kumo", {"jobs": [jobs[i] for i in g]}) for g in groups])
     results: list[dict[str, Any]] = [{}] * len(jobs)
     for group, reply in zip(groups, replies, strict=True):
@@ -142,21 +144,14 @@ def _worker_kumo_batch(jobs: list[BatchJob]) -> list[dict[str, Any]]:
     return _ingest_kumo_batch_here(jobs, one_at_a_time=True)
 
 
-def _stored_size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0  # the reader reports the missing file
-
-
-def _balanced(jobs: list[BatchJob], n: int) -> list[list[int]]:
-    """Job indices in ``n`` groups of about equal stored size (largest first, each to the lightest group)."""
+def _balanced(sizes: list[int], n: int) -> list[list[int]]:
+    """Indices of ``sizes`` in ``n`` groups of about equal total (largest first, each to the lightest group)."""
     groups: list[list[int]] = [[] for _ in range(n)]
     loads = [0] * n
-    for i in sorted(range(len(jobs)), key=lambda i: -_stored_size(jobs[i][0])):
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
         g = loads.index(min(loads))
         groups[g].append(i)
-        loads[g] += _stored_size(jobs[i][0])
+        loads[g] += sizes[i]
     return [g for g in groups if g]
 
 

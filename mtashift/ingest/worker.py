@@ -57,7 +57,7 @@ RESULT_MARK = "mtashift-worker-reply "  # the reply line on the child's stdout; 
 
 
 class WorkerError(RuntimeError):
-    """The child process failed; the message is the child's last error line."""
+    """The child process failed: its exception, the signal that killed it, or why it could not start."""
 
 
 def wants_worker(path: Path, *, min_bytes: int | None = None) -> bool:
@@ -74,7 +74,7 @@ def wants_worker(path: Path, *, min_bytes: int | None = None) -> bool:
 def run_in_worker(kind: str, **kwargs: Any) -> Any:
     """Run the in-process ingest of ``kind`` in a tuned child process; its result (JSON values)."""
     request = json.dumps({"kind": kind, "kwargs": {k: _encode(v) for k, v in kwargs.items()}})
-    where = f"ingest worker for {kwargs.get('rel_path') or f'a {kind} batch'}"
+    where = _where(kind, kwargs)
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "mtashift.ingest.worker"],
@@ -101,6 +101,10 @@ def run_in_worker(kind: str, **kwargs: Any) -> Any:
     return reply["result"]
 
 
+def _where(kind: str, kwargs: dict[str, Any]) -> str:
+    return f"ingest worker for {kwargs.get('rel_path') or f'a {kind} batch'}"
+
+
 def _reply(line: str) -> dict[str, Any] | None:
     """The reply on a marked line; None when it is not whole JSON (a child cut short while writing it)."""
     try:
@@ -120,7 +124,7 @@ def run_in_workers(requests: list[tuple[str, dict[str, Any]]]) -> list[Any]:
         except WorkerError as exc:
             return exc
         except Exception as exc:  # whatever else went wrong with this child is its requests' failure alone
-            return WorkerError(f"ingest worker for a {request[0]} batch: {type(exc).__name__}: {exc}")
+            return WorkerError(f"{_where(*request)}: {type(exc).__name__}: {exc}")
 
     if len(requests) == 1:
         return [one(requests[0])]
