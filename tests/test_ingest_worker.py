@@ -5,8 +5,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import polars as pl
@@ -63,14 +68,15 @@ def test_ingest_pmta_sends_files_above_the_threshold_to_a_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[str]] = []
-    real = subprocess.run
+    real = subprocess.Popen
 
-    def spy(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    def spy(args: list[str], **kw: object) -> subprocess.Popen[str]:
         calls.append(list(args))
         assert kw["env"]["POLARS_MAX_THREADS"] == "1"  # type: ignore[index]
+        assert kw["env"][worker.PARENT_ENV] == str(os.getpid())  # type: ignore[index]
         return real(args, **kw)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(worker.subprocess, "run", spy)
+    monkeypatch.setattr(worker.subprocess, "Popen", spy)
     ev, q = _outputs(tmp_path, "small")
     small = run.ingest_pmta(MESSY, rel_path=REL, events_out=ev, quarantine_out=q)
     assert calls == []  # a small file stays in process
@@ -119,7 +125,7 @@ def _completed(stdout: str, returncode: int, stderr: str = "") -> subprocess.Com
 def test_the_parent_reads_the_reply_line_and_reports_how_the_child_ended(
     monkeypatch: pytest.MonkeyPatch, stdout: str, returncode: int, stderr: str, expected: object
 ) -> None:
-    monkeypatch.setattr(worker.subprocess, "run", lambda *a, **k: _completed(stdout, returncode, stderr))
+    monkeypatch.setattr(worker, "_spawn", lambda *a, **k: _completed(stdout, returncode, stderr))
     if isinstance(expected, dict):
         assert run_in_worker("pmta", rel_path="pmta/n/a.csv") == expected
     else:
@@ -181,7 +187,7 @@ def test_a_child_that_cannot_start_or_replies_cut_short_fails_its_own_request_on
             return _completed(worker.RESULT_MARK + '{"result": [1, 2', 1, "Killed")
         return _completed(worker.RESULT_MARK + json.dumps({"result": name}) + "\n", 0)
 
-    monkeypatch.setattr(worker.subprocess, "run", fake_run)
+    monkeypatch.setattr(worker, "_spawn", fake_run)
     got = worker.run_in_workers([("kumo", {"name": n}) for n in ("a", "no-fork", "cut", "b")])
     assert got[0] == "a" and got[3] == "b"
     assert isinstance(got[1], WorkerError) and str(got[1]) == (
@@ -191,3 +197,145 @@ def test_a_child_that_cannot_start_or_replies_cut_short_fails_its_own_request_on
         isinstance(got[2], WorkerError)
         and str(got[2]) == "ingest worker for a kumo batch: exit status 1: Killed"
     )
+
+
+def test_a_child_that_succeeds_passes_its_warnings_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reply = worker.RESULT_MARK + '{"result": 7}\n'
+    monkeypatch.setattr(worker, "_spawn", lambda *a, **k: _completed(reply, 0, "UserWarning: odd value\n"))
+    assert run_in_worker("pmta", rel_path="pmta/n/a.csv") == 7
+    assert capsys.readouterr().err == "UserWarning: odd value\n"
+
+
+@pytest.mark.parametrize("children", [1, 2])
+def test_an_interrupted_caller_stops_its_children_before_the_interrupt_goes_on(
+    monkeypatch: pytest.MonkeyPatch, children: int
+) -> None:
+    procs: list[subprocess.Popen[str]] = []
+    real = subprocess.Popen
+
+    def recorded(args: list[str], **kw: object) -> subprocess.Popen[str]:
+        procs.append(real(args, **kw))  # type: ignore[call-overload]
+        return procs[-1]
+
+    def sleeper(kind: str, **kw: object) -> int:
+        done = worker._spawn([sys.executable, "-c", "import time; time.sleep(120)"], input="")
+        return done.returncode
+
+    monkeypatch.setattr(worker.subprocess, "Popen", recorded)
+    monkeypatch.setattr(worker, "run_in_worker", sleeper)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)  # what a terminated run does to the step's main thread
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            worker.run_in_workers([("kumo", {"n": k}) for k in range(children)])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 30  # not the children's 120 s
+    assert len(procs) == children
+    assert [p.poll() for p in procs] == [-signal.SIGTERM] * children
+    assert not worker._LIVE
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")  # exited, not yet reaped by its new parent
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_child_whose_parent_is_killed_stops_itself() -> None:
+    # The child's stdin stays open (this test holds the write end), so only the parent watch can end it.
+    read_end, write_end = os.pipe()
+    middle_script = textwrap.dedent(
+        f"""
+        import os, subprocess, sys
+        child = subprocess.Popen(
+            [sys.executable, "-m", "mtashift.ingest.worker"], stdin={read_end},
+            env={{**os.environ, {worker.PARENT_ENV!r}: str(os.getpid())}},
+        )
+        print(child.pid, flush=True)
+        child.wait()
+        """
+    )
+    middle = subprocess.Popen(
+        [sys.executable, "-c", middle_script], stdout=subprocess.PIPE, text=True, pass_fds=(read_end,)
+    )
+    try:
+        assert middle.stdout is not None
+        pid = int(middle.stdout.readline())
+        time.sleep(0.5)
+        assert not _gone(pid)  # waiting for its request
+        middle.kill()  # no chance to stop its child
+        middle.wait()
+        deadline = time.monotonic() + 20
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(pid)
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+        if middle.stdout is not None:
+            middle.stdout.close()
+
+
+def test_the_child_unwinds_on_sigterm_and_remembers_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setattr(worker, "_STOPPING", threading.Event())
+    worker.raise_if_stopping()  # not told to stop: nothing happens
+    with pytest.raises(SystemExit) as ended:
+        worker._terminated(signal.SIGTERM, None)
+    assert ended.value.code == 128 + signal.SIGTERM
+    with pytest.raises(SystemExit):  # should a library have swallowed the first one
+        worker.raise_if_stopping()
+
+
+def test_a_worker_told_to_stop_leaves_its_file_unwritten_and_starts_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A native library may consume the SIGTERM handler's SystemExit; the flag it sets is checked between
+    # blocks of a file and between the files of a batch.
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    monkeypatch.setattr(worker, "_STOPPING", stop)
+    ev, q = _outputs(tmp_path, "stopped")
+    with pytest.raises(SystemExit) as ended:
+        run._ingest_pmta_here(MESSY, rel_path=REL, events_out=ev, quarantine_out=q)
+    assert ended.value.code == 128 + signal.SIGTERM
+    assert not (tmp_path / "stopped").exists() or not any((tmp_path / "stopped").iterdir())
+
+    started: list[object] = []
+    monkeypatch.setattr(run, "_ingest_kumo_batch_here", lambda jobs, **kw: started.append(jobs) or [])
+    with pytest.raises(SystemExit):
+        run._worker_kumo_batch([(MESSY, "kumo/n1/x", ev, q, {})])
+    assert started == []
+
+
+def test_a_child_whose_named_parent_is_gone_stops_itself() -> None:
+    # started through a launcher that stays (so its own parent never changes): the named parent is watched too
+    dead_pid = int(subprocess.check_output([sys.executable, "-c", "import os; print(os.getpid())"]))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mtashift.ingest.worker"],
+        stdin=subprocess.PIPE,  # held open: the request never comes
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, worker.PARENT_ENV: str(dead_pid)},
+    )
+    try:
+        assert child.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+        assert child.stdin is not None
+        child.stdin.close()

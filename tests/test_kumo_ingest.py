@@ -969,6 +969,30 @@ def test_ingest_many_files_in_parallel_matches_sequential(tmp_path: Path) -> Non
     assert results[1] == results[2]
 
 
+def test_a_reader_told_to_stop_unwinds_without_leaving_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from mtashift.ingest import worker
+
+    body = "".join(line(with_(DELIVERY, id=f"s-{i}")) + "\n" for i in range(5)).encode()
+    seg = write_segment(
+        tmp_path / "in" / "20261101-130000.000000000", zstandard.ZstdCompressor().compress(body)
+    )
+    stop = threading.Event()
+    stop.set()
+    monkeypatch.setattr(worker, "_STOPPING", stop)
+    with pytest.raises(SystemExit):
+        kumo.ingest_kumo_file(
+            seg,
+            rel_path="kumo/n1/x",
+            events_out=tmp_path / "out" / "e",
+            quarantine_out=tmp_path / "out" / "q",
+        )
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 @pytest.mark.parametrize("workers", [False, True], ids=["in-process", "worker-processes"])
 def test_a_landing_batch_reads_files_together_and_reports_a_failed_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: bool

@@ -61,6 +61,7 @@ from mtashift.ingest.common import (
     raw_compression,
     stored_size,
 )
+from mtashift.ingest.worker import raise_if_stopping
 from mtashift.lake import PARQUET_COMPRESSION, atomic_path
 from schemas.events import EVENT_SCHEMA, KUMO_RECORD_TYPES
 from schemas.quarantine import QUARANTINE_SCHEMA
@@ -1270,6 +1271,7 @@ def _line_mode(pieces: Iterable[bytes], end: _StreamEnd, reader: _Reader, *, chu
     # Decompression and chunking run one chunk ahead on their own thread (zstd releases the GIL).
     with contextlib.closing(prefetched(_chunks(pieces, chunk_bytes), name="kumo-decompress")) as chunks:
         for data, cut, final in chunks:
+            raise_if_stopping()  # DuckDB's query loop can consume the SIGTERM handler's SystemExit
             if cut:
                 n = reader.lines(memoryview(data)[:cut], line_no, offset, unterminated_last=False)
                 line_no, offset = line_no + n, offset + cut

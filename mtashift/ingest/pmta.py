@@ -75,6 +75,7 @@ from mtashift.ingest.common import (
     to_raw,
     with_occurrence,
 )
+from mtashift.ingest.worker import raise_if_stopping
 from mtashift.lake import PARQUET_COMPRESSION, atomic_path
 from schemas.events import EVENT_SCHEMA, PMTA_RECORD_TYPES, UTC_TS, conform
 from schemas.quarantine import QUARANTINE_SCHEMA
@@ -708,6 +709,7 @@ class _Reader:
 
             fill()
             while ahead:
+                raise_if_stopping()
                 item, fut, assumed = ahead.popleft()
                 fill()
                 if isinstance(item, bytes):

@@ -16,7 +16,13 @@ from typing import Any
 import polars as pl
 
 from mtashift.ingest.common import stored_size
-from mtashift.ingest.worker import WorkerError, run_in_worker, run_in_workers, wants_worker
+from mtashift.ingest.worker import (
+    WorkerError,
+    raise_if_stopping,
+    run_in_worker,
+    run_in_workers,
+    wants_worker,
+)
 from mtashift.lake import Lake
 from mtashift.manifest import failure
 
@@ -141,7 +147,11 @@ def _ingest_kumo_batch_here(jobs: list[BatchJob], *, one_at_a_time: bool = False
 
 
 def _worker_kumo_batch(jobs: list[BatchJob]) -> list[dict[str, Any]]:
-    return _ingest_kumo_batch_here(jobs, one_at_a_time=True)
+    results: list[dict[str, Any]] = []
+    for job in jobs:  # file by file, so that a worker told to stop starts no further file
+        raise_if_stopping()
+        results += _ingest_kumo_batch_here([job], one_at_a_time=True)
+    return results
 
 
 def _balanced(sizes: list[int], n: int) -> list[list[int]]:

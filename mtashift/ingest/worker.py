@@ -13,7 +13,14 @@ A large KumoMTA batch is split over two such children, each reading its files on
 Protocol: the request (kind and keyword arguments, JSON) on the child's stdin; the reply on its stdout, one
 line after ``RESULT_MARK``: the ingest function's result, or the exception's type and whole message. Any
 failure is raised in the parent as ``WorkerError``: the child's exception (so a broken file is reported as
-an in-process one would be), the signal that killed it, or else its exit status and last stderr line.
+an in-process one would be), the signal that killed it, or else its exit status and last stderr line. A
+child that succeeds passes its stderr (warnings) on to the parent's.
+
+Stopping: a caller interrupted while it waits (a terminated Dagster run raises in the step's main thread)
+stops the children before the interrupt goes on: SIGTERM, then SIGKILL after ``STOP_GRACE_SECONDS``. A
+child whose parent dies without doing so (killed outright) notices within ``PARENT_POLL_SECONDS`` and stops
+itself the same way. On SIGTERM the child unwinds, so its temporary files are removed and nothing it was
+writing is renamed into place.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -53,6 +62,9 @@ WORKER_ENV = {
 }
 
 
+PARENT_ENV = "MTASHIFT_WORKER_PARENT"  # the parent's pid, which the child watches
+PARENT_POLL_SECONDS = 0.5
+STOP_GRACE_SECONDS = 5.0  # how long a stopped child may take to remove its temporary files before SIGKILL
 RESULT_MARK = "mtashift-worker-reply "  # the reply line on the child's stdout; anything else there is ignored
 
 
@@ -76,15 +88,7 @@ def run_in_worker(kind: str, **kwargs: Any) -> Any:
     request = json.dumps({"kind": kind, "kwargs": {k: _encode(v) for k, v in kwargs.items()}})
     where = _where(kind, kwargs)
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "mtashift.ingest.worker"],
-            input=request,
-            capture_output=True,
-            encoding="utf-8",
-            errors="replace",  # a native library's stray bytes on stderr must not hide the child's outcome
-            env={**os.environ, **WORKER_ENV},
-            check=False,
-        )
+        proc = _spawn([sys.executable, "-m", "mtashift.ingest.worker"], input=request)
     except OSError as exc:  # no process to start (out of memory or processes)
         raise WorkerError(f"{where}: could not start: {type(exc).__name__}: {exc}") from exc
     reply = next(
@@ -98,7 +102,59 @@ def run_in_worker(kind: str, **kwargs: Any) -> Any:
         errors = [line for line in proc.stderr.strip().splitlines() if line.strip()]
         detail = errors[-1] if errors else "no output"
         raise WorkerError(f"{where}: exit status {proc.returncode}: {detail}")
+    if proc.stderr.strip():
+        sys.stderr.write(proc.stderr)
     return reply["result"]
+
+
+_LIVE: set[subprocess.Popen[str]] = set()  # children running now, for stop_children
+_LIVE_LOCK = threading.Lock()
+
+
+def _spawn(args: list[str], *, input: str) -> subprocess.CompletedProcess[str]:
+    """Run one child to its end with ``input`` on its stdin; registered meanwhile for :func:`stop_children`.
+    Interrupted here (in the thread that waits for it), it stops the child before the interrupt goes on."""
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+        errors="replace",  # a native library's stray bytes on stderr must not hide the child's outcome
+        env={**os.environ, **WORKER_ENV, PARENT_ENV: str(os.getpid())},
+    )
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    try:
+        stdout, stderr = proc.communicate(input)
+    except BaseException:
+        _stop([proc])
+        raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def stop_children() -> None:
+    """Stop every worker child this process is waiting for (SIGTERM, then SIGKILL after the grace)."""
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    _stop(procs)
+
+
+def _stop(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _where(kind: str, kwargs: dict[str, Any]) -> str:
@@ -129,7 +185,12 @@ def run_in_workers(requests: list[tuple[str, dict[str, Any]]]) -> list[Any]:
     if len(requests) == 1:
         return [one(requests[0])]
     with ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="ingest-worker") as pool:
-        return list(pool.map(one, requests))
+        futures = [pool.submit(one, r) for r in requests]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:  # interrupted: the pool's threads end once their children are stopped
+            stop_children()
+            raise
 
 
 def _encode(value: Any) -> Any:
@@ -153,6 +214,7 @@ def _decode(value: Any) -> Any:
 def main() -> None:
     from mtashift.ingest.run import IN_PROCESS
 
+    _stop_with_parent()
     request = json.loads(sys.stdin.read())
     importlib.import_module(f"mtashift.ingest.{request['kind']}")
     # the modules imported so far live as long as the process: keep the cyclic collector from walking them on
@@ -164,11 +226,59 @@ def main() -> None:
             reply: dict[str, Any] = {"result": fn(**{k: _decode(v) for k, v in request["kwargs"].items()})}
     except Exception as exc:  # reported whole (a multi-line message too), as an in-process failure would be
         reply = {"error": type(exc).__name__, "message": str(exc)}
+    raise_if_stopping()  # a stop that surfaced as an error is no failure of the request to report
     sys.stdout.write(RESULT_MARK + json.dumps(reply, default=str) + "\n")
     sys.stdout.flush()
     if "error" in reply:
         sys.exit(1)
 
 
+_STOPPING = threading.Event()
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    # Unwinding runs the `finally` blocks that remove temporary files. But the SystemExit may not get far:
+    # DuckDB runs Python's signal handlers inside its query loop and drops what they raise, and polars turns
+    # it into an ordinary error. Hence the flag, which the readers check between blocks and files.
+    _STOPPING.set()
+    raise SystemExit(128 + signum)
+
+
+def raise_if_stopping() -> None:
+    """Raise SystemExit when this process has been told to stop (a worker child only; checked by the readers
+    between the blocks of a file and between the files of a batch)."""
+    if _STOPPING.is_set():
+        raise SystemExit(128 + signal.SIGTERM)
+
+
+def _stop_with_parent() -> None:
+    """Unwind on SIGTERM, and send it to this process once the parent that started it is gone. Only in a child
+    started by :func:`_spawn`, which names its parent."""
+    named = os.environ.get(PARENT_ENV)
+    if not named:
+        return
+    signal.signal(signal.SIGTERM, _terminated)
+    parent, first_ppid = int(named), os.getppid()
+
+    def gone() -> bool:
+        if os.getppid() != first_ppid:  # reparented: whatever started this process has exited
+            return True
+        try:
+            os.kill(parent, 0)  # the named parent may be above a launcher process that stays
+        except OSError:  # no such process (or, pid reused, not ours)
+            return True
+        return False
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(PARENT_POLL_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 if __name__ == "__main__":
-    main()
+    # Run as this module's importable copy, not as `__main__`: the readers check its stop flag.
+    from mtashift.ingest import worker
+
+    worker.main()
