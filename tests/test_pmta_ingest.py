@@ -646,6 +646,21 @@ def test_a_bom_opening_a_data_line_mid_file_gives_the_same_id_at_any_block_size(
         assert_reconciles(res.stats)
 
 
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_a_line_holding_only_a_bom_gets_one_reason_at_any_block_size(tmp_path: Path, ending: str) -> None:
+    hdr = "type,timeLogged,rcpt\n"
+    row = "d,2026-03-01 10:00:00+0000,r@b.example\n"
+    p = tmp_path / "acct.csv"
+    p.write_bytes((hdr + row * 3 + "\ufeff" + ending + row * 3).encode())
+    for chunk in (None, *range(30, 140, 3)):  # the BOM line at a block's start, inside one, or split
+        res = parse(p) if chunk is None else parse(p, chunk_bytes=chunk)
+        assert len(res.events) == 6
+        assert res.quarantine.select("source_line", "reason", "raw_text").rows() == [
+            (5, "missing_type", "\ufeff")
+        ]
+        assert_reconciles(res.stats)
+
+
 @pytest.mark.parametrize("chunk", [None, 1, 64])
 def test_a_bare_carriage_return_after_a_quoted_field_is_malformed(tmp_path: Path, chunk: int | None) -> None:
     """The csv module would end the record at the CR and drop the rest of the line."""

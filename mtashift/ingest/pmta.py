@@ -1645,7 +1645,10 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
         ).fill_null(False)
     # every rule is applied once per distinct type value (per row only if the column hardly repeats)
     src = tc.u if tc is not None else (t if t is not None else _nulls(n, pl.String))
-    raw_u = _ev(src, pl.when(pl.col("v").str.strip_chars() != "").then(pl.col("v").str.strip_chars()))
+    # polars drops a BOM that opens its buffer, so a line's leading BOM must not count where a block's
+    # boundary falls elsewhere (a BOM-only line is then `missing_type` wherever it lies)
+    v = pl.col("v").str.strip_chars_start("\ufeff").str.strip_chars()
+    raw_u = _ev(src, pl.when(v != "").then(v))
     lower_u = raw_u.str.to_lowercase()
     event_u = lower_u.replace_strict(PMTA_RECORD_TYPES, default="other", return_dtype=pl.String)
     is_r = _rows(tc, lower_u == "r").fill_null(False)
