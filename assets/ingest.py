@@ -28,6 +28,7 @@ def _ingest_kind(
         skip_open=spec.skips_open and not landing_dir.include_open,
         progress=lambda i, n: context.log.info(f"{kind}: {i}/{n} files"),
         batch=spec.batch,
+        alone=spec.alone,
     )
     loaded = batch.filter(pl.col("status") == "loaded")
     unknown = landing.unknown_files(landing.scan(landing_dir.path()))

@@ -179,11 +179,14 @@ def ingest(
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
     batch: Callable[[list[tuple[Path, str, Path, Path, dict[str, Any]]]], list[dict[str, Any]]] | None = None,
+    alone: Callable[[Path], bool] | None = None,
 ) -> pl.DataFrame:
     """Bring the raw layer of one landing kind up to date. Returns the manifest rows written this batch.
 
     Several new files go to ``batch`` when the kind has one (it reads them together its own way and returns a
-    result per file), else to a pool of ``workers`` processes running ``fn``; one file runs ``fn`` here.
+    result per file), else to a pool of ``workers`` processes running ``fn``; one file runs ``fn`` here. Files
+    for which ``alone`` holds are read here one at a time before the pool starts: their ``fn`` starts a worker
+    that keeps every core busy by itself, so two at once would only double the memory.
     """
     manifest = load(lake, kind)
     p = plan(files, manifest, skip_open=skip_open)
@@ -211,13 +214,24 @@ def ingest(
             if progress:
                 progress(len(jobs), len(jobs))
         elif workers > 1 and len(jobs) > 1:
-            # spawn, not fork: the parent runs polars/Dagster threads, and a forked child can deadlock.
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                for i, r in enumerate(pool.map(_run_one, jobs)):
-                    results.append(r)
-                    if progress:
-                        progress(i + 1, len(jobs))
+            solo = {i for i, job in enumerate(jobs) if alone is not None and alone(job[1].path)}
+            pooled = [i for i in range(len(jobs)) if i not in solo]
+            by_index: dict[int, dict[str, Any]] = {}
+            for i in sorted(solo):
+                by_index[i] = _run_one(jobs[i])
+                if progress:
+                    progress(len(by_index), len(jobs))
+            if len(pooled) == 1:
+                by_index[pooled[0]] = _run_one(jobs[pooled[0]])
+            elif pooled:
+                # spawn, not fork: the parent runs polars/Dagster threads, and a forked child can deadlock.
+                ctx = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                    for i, r in zip(pooled, pool.map(_run_one, [jobs[i] for i in pooled]), strict=True):
+                        by_index[i] = r
+                        if progress:
+                            progress(len(by_index), len(jobs))
+            results = [by_index[i] for i in range(len(jobs))]
         else:
             for i, job in enumerate(jobs):
                 results.append(_run_one(job))

@@ -173,6 +173,9 @@ def test_the_landing_asset_hands_kumo_batches_to_the_batch_reader() -> None:
     assert run.INGESTORS["kumo"].batch is run.ingest_kumo_batch
     assert run.INGESTORS["pmta"].batch is None
     assert "batch=spec.batch" in inspect.getsource(ingest_assets._ingest_kind)
+    # a large PowerMTA file starts its own worker, so the landing asset reads such files one at a time
+    assert run.INGESTORS["pmta"].alone is wants_worker and run.INGESTORS["kumo"].alone is None
+    assert "alone=spec.alone" in inspect.getsource(ingest_assets._ingest_kind)
 
 
 def test_a_child_that_cannot_start_or_replies_cut_short_fails_its_own_request_only(

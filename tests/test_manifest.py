@@ -1,3 +1,4 @@
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,11 @@ def fake_ingest(path: Path, *, rel_path: str, events_out: Path, quarantine_out: 
         "duplicates": 0,
         "other_lines": 0,
     }
+
+
+def pid_ingest(path: Path, **kw: Any) -> dict[str, Any]:
+    """`fake_ingest`, telling which process read the file."""
+    return {**fake_ingest(path, **kw), "extra": {"pid": os.getpid()}}
 
 
 def _ingest(root: Path, lake: Lake, batch: str) -> pl.DataFrame:
@@ -125,3 +131,29 @@ def test_landing_contract_classifies_and_reports_unknown(tmp_path: Path) -> None
     assert landing.classify("plan.yaml") == "plan"
     assert landing.classify("pmta/n1/notes.docx") is None
     assert landing.classify("random/x.csv") is None
+
+
+def test_files_that_start_their_own_worker_are_read_one_at_a_time_outside_the_pool(tmp_path: Path) -> None:
+    root = tmp_path / "landing"
+    (root / "pmta" / "n1").mkdir(parents=True)
+    names = ["acct-big-1.csv", "acct-small-1.csv", "acct-big-2.csv", "acct-small-2.csv", "acct-small-3.csv"]
+    for k, name in enumerate(names):
+        (root / "pmta" / "n1" / name).write_text(f"e{k},2026-10-01T1{k}:00\n")
+    files = [f for f in landing.scan(root) if f.kind == "pmta"]
+    seen: list[tuple[int, int]] = []
+    b = manifest.ingest(
+        kind="pmta",
+        files=files,
+        lake=Lake.at(tmp_path / "lake"),
+        fn=pid_ingest,
+        batch_id="b",
+        workers=2,
+        alone=lambda p: "big" in p.name,
+        progress=lambda i, n: seen.append((i, n)),
+    )
+    pid = {Path(r["path"]).name: json.loads(r["detail"])["pid"] for r in b.iter_rows(named=True)}
+    assert b.get_column("status").to_list() == ["loaded"] * 5
+    assert b.get_column("rows").to_list() == [1] * 5  # each result with its own file
+    assert pid["acct-big-1.csv"] == pid["acct-big-2.csv"] == os.getpid()  # here, one after the other
+    assert {pid[n] for n in names if "small" in n}.isdisjoint({os.getpid()})  # the pool's processes
+    assert seen == [(i, 5) for i in range(1, 6)]

@@ -171,6 +171,7 @@ class Ingestor:
     skips_open: bool
     takes_include_open: bool
     batch: Callable[[list[BatchJob]], list[dict[str, Any]]] | None = None  # several files at once, if better
+    alone: Callable[[Path], bool] | None = None  # files read one at a time (they start their own worker)
 
     def kwargs(self, *, include_open: bool) -> Callable[[Any], dict[str, Any]] | None:
         if not self.takes_include_open:
@@ -182,7 +183,7 @@ class Ingestor:
 IN_PROCESS: dict[str, Callable[..., Any]] = {"pmta": _ingest_pmta_here, "kumo": _worker_kumo_batch}
 
 INGESTORS: dict[str, Ingestor] = {
-    "pmta": Ingestor(fn=ingest_pmta, skips_open=False, takes_include_open=False),
+    "pmta": Ingestor(fn=ingest_pmta, skips_open=False, takes_include_open=False, alone=wants_worker),
     "kumo": Ingestor(fn=ingest_kumo, skips_open=True, takes_include_open=True, batch=ingest_kumo_batch),
 }
 
