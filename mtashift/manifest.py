@@ -223,6 +223,8 @@ def ingest(
                     progress(len(by_index), len(jobs))
             if len(pooled) == 1:
                 by_index[pooled[0]] = _run_one(jobs[pooled[0]])
+                if progress:
+                    progress(len(by_index), len(jobs))
             elif pooled:
                 # spawn, not fork: the parent runs polars/Dagster threads, and a forked child can deadlock.
                 ctx = multiprocessing.get_context("spawn")

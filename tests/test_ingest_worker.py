@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -211,16 +212,29 @@ def test_a_child_that_succeeds_passes_its_warnings_on(
     assert capsys.readouterr().err == "UserWarning: odd value\n"
 
 
-@pytest.mark.parametrize("children", [1, 2])
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="POSIX timers")
+@pytest.mark.parametrize(
+    ("children", "late"),
+    [(1, False), (2, False), (2, True)],
+    ids=["one-child", "two-children", "one-starting-after-the-interrupt"],
+)
 def test_an_interrupted_caller_stops_its_children_before_the_interrupt_goes_on(
-    monkeypatch: pytest.MonkeyPatch, children: int
+    monkeypatch: pytest.MonkeyPatch, children: int, late: bool
 ) -> None:
     procs: list[subprocess.Popen[str]] = []
     real = subprocess.Popen
+    lock = threading.Lock()
 
     def recorded(args: list[str], **kw: object) -> subprocess.Popen[str]:
-        procs.append(real(args, **kw))  # type: ignore[call-overload]
-        return procs[-1]
+        with lock:
+            slow = late and not procs
+            procs.append(None)  # type: ignore[arg-type]
+        if slow:  # this child starts only after the interrupt and the stop of the others
+            time.sleep(2.0)
+        proc = real(args, **kw)  # type: ignore[call-overload]
+        with lock:
+            procs[procs.index(None)] = proc
+        return proc
 
     def sleeper(kind: str, **kw: object) -> int:
         done = worker._spawn([sys.executable, "-c", "import time; time.sleep(120)"], input="")
@@ -291,16 +305,23 @@ def test_a_child_whose_parent_is_killed_stops_itself() -> None:
             middle.stdout.close()
 
 
-def test_the_child_unwinds_on_sigterm_and_remembers_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
+def test_sigterm_ends_a_child_reading_its_request_and_marks_a_working_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
 
     monkeypatch.setattr(worker, "_STOPPING", threading.Event())
+    monkeypatch.setattr(worker, "_WORKING", threading.Event())
     worker.raise_if_stopping()  # not told to stop: nothing happens
-    with pytest.raises(SystemExit) as ended:
+    with pytest.raises(SystemExit) as ended:  # nothing written yet: it may end right where it is
         worker._terminated(signal.SIGTERM, None)
     assert ended.value.code == 128 + signal.SIGTERM
-    with pytest.raises(SystemExit):  # should a library have swallowed the first one
+
+    monkeypatch.setattr(worker, "_STOPPING", threading.Event())
+    worker._WORKING.set()
+    worker._terminated(signal.SIGTERM, None)  # working: only marked, so no clean-up is cut short
+    with pytest.raises(SystemExit) as ended:  # the readers' next check
         worker.raise_if_stopping()
+    assert ended.value.code == 128 + signal.SIGTERM
 
 
 def test_a_worker_told_to_stop_leaves_its_file_unwritten_and_starts_no_other(
@@ -308,7 +329,6 @@ def test_a_worker_told_to_stop_leaves_its_file_unwritten_and_starts_no_other(
 ) -> None:
     # A native library may consume the SIGTERM handler's SystemExit; the flag it sets is checked between
     # blocks of a file and between the files of a batch.
-    import threading
 
     stop = threading.Event()
     stop.set()

@@ -157,3 +157,23 @@ def test_files_that_start_their_own_worker_are_read_one_at_a_time_outside_the_po
     assert pid["acct-big-1.csv"] == pid["acct-big-2.csv"] == os.getpid()  # here, one after the other
     assert {pid[n] for n in names if "small" in n}.isdisjoint({os.getpid()})  # the pool's processes
     assert seen == [(i, 5) for i in range(1, 6)]
+
+    # one file left for the pool is read here too, and counted
+    (root / "pmta" / "n1" / "acct-big-3.csv").write_text("e8,2026-10-02T10:00\n")
+    (root / "pmta" / "n1" / "acct-small-4.csv").write_text("e9,2026-10-02T11:00\n")
+    seen.clear()
+    b = manifest.ingest(
+        kind="pmta",
+        files=[f for f in landing.scan(root) if f.kind == "pmta"],
+        lake=Lake.at(tmp_path / "lake"),
+        fn=pid_ingest,
+        batch_id="c",
+        workers=2,
+        alone=lambda p: "big" in p.name,
+        progress=lambda i, n: seen.append((i, n)),
+    )
+    assert b.select("path", "status").rows() == [
+        ("pmta/n1/acct-big-3.csv", "loaded"),
+        ("pmta/n1/acct-small-4.csv", "loaded"),
+    ]
+    assert seen == [(1, 2), (2, 2)]

@@ -1271,7 +1271,7 @@ def _line_mode(pieces: Iterable[bytes], end: _StreamEnd, reader: _Reader, *, chu
     # Decompression and chunking run one chunk ahead on their own thread (zstd releases the GIL).
     with contextlib.closing(prefetched(_chunks(pieces, chunk_bytes), name="kumo-decompress")) as chunks:
         for data, cut, final in chunks:
-            raise_if_stopping()  # DuckDB's query loop can consume the SIGTERM handler's SystemExit
+            raise_if_stopping()  # a worker told to stop (SIGTERM) unwinds here
             if cut:
                 n = reader.lines(memoryview(data)[:cut], line_no, offset, unterminated_last=False)
                 line_no, offset = line_no + n, offset + cut

@@ -16,11 +16,14 @@ failure is raised in the parent as ``WorkerError``: the child's exception (so a 
 an in-process one would be), the signal that killed it, or else its exit status and last stderr line. A
 child that succeeds passes its stderr (warnings) on to the parent's.
 
-Stopping: a caller interrupted while it waits (a terminated Dagster run raises in the step's main thread)
-stops the children before the interrupt goes on: SIGTERM, then SIGKILL after ``STOP_GRACE_SECONDS``. A
-child whose parent dies without doing so (killed outright) notices within ``PARENT_POLL_SECONDS`` and stops
-itself the same way. On SIGTERM the child unwinds, so its temporary files are removed and nothing it was
-writing is renamed into place.
+Stopping (POSIX): a caller interrupted while it waits (a terminated Dagster run raises in the step's main
+thread) stops the children it started before the interrupt goes on: SIGTERM, then SIGKILL after
+``STOP_GRACE_SECONDS``. A child whose parent dies without doing so (killed outright) notices within
+``PARENT_POLL_SECONDS`` and stops itself the same way. SIGTERM only marks a working child as stopping; the
+readers check the mark between the blocks of a file and between files (:func:`raise_if_stopping`) and
+unwind from there, so the temporary files are removed and nothing half-written is renamed into place. An
+exception raised by the signal handler itself could land anywhere: inside DuckDB or polars, which turn it
+into an ordinary error (one failed file), or inside a writer's clean-up.
 """
 
 from __future__ import annotations
@@ -107,14 +110,17 @@ def run_in_worker(kind: str, **kwargs: Any) -> Any:
     return reply["result"]
 
 
-_LIVE: set[subprocess.Popen[str]] = set()  # children running now, for stop_children
+_LIVE: dict[subprocess.Popen[str], threading.Event | None] = {}  # running children -> their call's stop
 _LIVE_LOCK = threading.Lock()
+_CALL = threading.local()  # the stop event of the run_in_workers call a pool thread works for
 
 
 def _spawn(args: list[str], *, input: str) -> subprocess.CompletedProcess[str]:
-    """Run one child to its end with ``input`` on its stdin; registered meanwhile for :func:`stop_children`.
-    Interrupted here (in the thread that waits for it), it stops the child before the interrupt goes on."""
-    proc = subprocess.Popen(
+    """Run one child to its end with ``input`` on its stdin. Interrupted here (in the thread that waits for it),
+    it stops the child before the interrupt goes on; a child of a :func:`run_in_workers` call that is being
+    stopped is stopped at once, however late it started."""
+    stop = getattr(_CALL, "stop", None)
+    with subprocess.Popen(
         args,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -122,39 +128,51 @@ def _spawn(args: list[str], *, input: str) -> subprocess.CompletedProcess[str]:
         encoding="utf-8",
         errors="replace",  # a native library's stray bytes on stderr must not hide the child's outcome
         env={**os.environ, **WORKER_ENV, PARENT_ENV: str(os.getpid())},
-    )
-    with _LIVE_LOCK:
-        _LIVE.add(proc)
-    try:
-        stdout, stderr = proc.communicate(input)
-    except BaseException:
-        _stop([proc])
-        raise
-    finally:
+    ) as proc:
         with _LIVE_LOCK:
-            _LIVE.discard(proc)
+            _LIVE[proc] = stop
+            stopping = stop is not None and stop.is_set()
+        try:
+            if stopping:
+                _stop([proc])
+            stdout, stderr = proc.communicate(input)
+        except BaseException:
+            _stop([proc])
+            raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.pop(proc, None)
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
 
 
-def stop_children() -> None:
-    """Stop every worker child this process is waiting for (SIGTERM, then SIGKILL after the grace)."""
+def _stop_call(stop: threading.Event) -> None:
+    """Stop the children of one run_in_workers call, and any it starts from now on."""
     with _LIVE_LOCK:
-        procs = list(_LIVE)
+        stop.set()
+        procs = [proc for proc, owner in _LIVE.items() if owner is stop]
     _stop(procs)
 
 
 def _stop(procs: list[subprocess.Popen[str]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """SIGTERM, then SIGKILL for those still running after the grace (at once if interrupted meanwhile)."""
+    try:
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    except BaseException:
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+        raise
 
 
 def _where(kind: str, kwargs: dict[str, Any]) -> str:
@@ -174,6 +192,8 @@ def run_in_workers(requests: list[tuple[str, dict[str, Any]]]) -> list[Any]:
     """Several :func:`run_in_worker` requests at once, one child process each; each result, or its
     ``WorkerError``, in the order of ``requests``."""
 
+    stop = threading.Event()
+
     def one(request: tuple[str, dict[str, Any]]) -> Any:
         try:
             return run_in_worker(request[0], **request[1])
@@ -182,14 +202,21 @@ def run_in_workers(requests: list[tuple[str, dict[str, Any]]]) -> list[Any]:
         except Exception as exc:  # whatever else went wrong with this child is its requests' failure alone
             return WorkerError(f"{_where(*request)}: {type(exc).__name__}: {exc}")
 
+    def pooled(request: tuple[str, dict[str, Any]]) -> Any:
+        _CALL.stop = stop
+        try:
+            return one(request)
+        finally:
+            _CALL.stop = None
+
     if len(requests) == 1:
         return [one(requests[0])]
     with ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="ingest-worker") as pool:
-        futures = [pool.submit(one, r) for r in requests]
+        futures = [pool.submit(pooled, r) for r in requests]
         try:
             return [f.result() for f in futures]
         except BaseException:  # interrupted: the pool's threads end once their children are stopped
-            stop_children()
+            _stop_call(stop)
             raise
 
 
@@ -216,6 +243,8 @@ def main() -> None:
 
     _stop_with_parent()
     request = json.loads(sys.stdin.read())
+    _WORKING.set()
+    raise_if_stopping()
     importlib.import_module(f"mtashift.ingest.{request['kind']}")
     # the modules imported so far live as long as the process: keep the cyclic collector from walking them on
     # every full collection (the reader allocates many short-lived polars wrappers, so collections are many)
@@ -226,7 +255,7 @@ def main() -> None:
             reply: dict[str, Any] = {"result": fn(**{k: _decode(v) for k, v in request["kwargs"].items()})}
     except Exception as exc:  # reported whole (a multi-line message too), as an in-process failure would be
         reply = {"error": type(exc).__name__, "message": str(exc)}
-    raise_if_stopping()  # a stop that surfaced as an error is no failure of the request to report
+    raise_if_stopping()  # told to stop after the readers' last check: no reply, the caller is stopping
     sys.stdout.write(RESULT_MARK + json.dumps(reply, default=str) + "\n")
     sys.stdout.flush()
     if "error" in reply:
@@ -234,14 +263,13 @@ def main() -> None:
 
 
 _STOPPING = threading.Event()
+_WORKING = threading.Event()  # the request is read: from now on a stop waits for the readers' next check
 
 
 def _terminated(signum: int, _frame: object) -> None:
-    # Unwinding runs the `finally` blocks that remove temporary files. But the SystemExit may not get far:
-    # DuckDB runs Python's signal handlers inside its query loop and drops what they raise, and polars turns
-    # it into an ordinary error. Hence the flag, which the readers check between blocks and files.
     _STOPPING.set()
-    raise SystemExit(128 + signum)
+    if not _WORKING.is_set():  # still reading the request: nothing to clean up
+        raise SystemExit(128 + signum)
 
 
 def raise_if_stopping() -> None:
@@ -255,7 +283,7 @@ def _stop_with_parent() -> None:
     """Unwind on SIGTERM, and send it to this process once the parent that started it is gone. Only in a child
     started by :func:`_spawn`, which names its parent."""
     named = os.environ.get(PARENT_ENV)
-    if not named:
+    if not named or os.name != "posix":
         return
     signal.signal(signal.SIGTERM, _terminated)
     parent, first_ppid = int(named), os.getppid()
@@ -273,6 +301,8 @@ def _stop_with_parent() -> None:
         while not gone():
             time.sleep(PARENT_POLL_SECONDS)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(STOP_GRACE_SECONDS)  # the readers' next check ends the process well before this
+        os._exit(128 + signal.SIGKILL)  # stuck: what the parent's SIGKILL would have done
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
