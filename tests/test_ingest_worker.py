@@ -362,3 +362,34 @@ def test_a_child_whose_named_parent_is_gone_stops_itself() -> None:
             child.kill()
         assert child.stdin is not None
         child.stdin.close()
+
+
+def _ignores(pid: int, sig: int) -> bool:
+    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if row.startswith("SigIgn:"):
+            return bool(int(row.split()[1], 16) & (1 << (sig - 1)))
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads signal masks from /proc")
+def test_a_child_leaves_ctrl_c_to_its_parent_and_ends_on_sigterm() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mtashift.ingest.worker"],
+        stdin=subprocess.PIPE,  # held open: still reading its request
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, worker.PARENT_ENV: str(os.getpid())},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not _ignores(child.pid, signal.SIGINT) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)  # Ctrl-C reaches the whole process group
+        time.sleep(0.5)
+        assert child.poll() is None
+        child.terminate()  # what the parent does
+        assert child.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+        assert child.stdin is not None
+        child.stdin.close()

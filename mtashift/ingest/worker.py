@@ -19,7 +19,8 @@ child that succeeds passes its stderr (warnings) on to the parent's.
 Stopping (POSIX): a caller interrupted while it waits (a terminated Dagster run raises in the step's main
 thread) stops the children it started before the interrupt goes on: SIGTERM, then SIGKILL after
 ``STOP_GRACE_SECONDS``. A child whose parent dies without doing so (killed outright) notices within
-``PARENT_POLL_SECONDS`` and stops itself the same way. SIGTERM only marks a working child as stopping; the
+``PARENT_POLL_SECONDS`` and stops itself the same way. Children ignore SIGINT: Ctrl-C reaches the whole
+process group, and stopping them is the parent's decision. SIGTERM only marks a working child as stopping; the
 readers check the mark between the blocks of a file and between files (:func:`raise_if_stopping`) and
 unwind from there, so the temporary files are removed and nothing half-written is renamed into place. An
 exception raised by the signal handler itself could land anywhere: inside DuckDB or polars, which turn it
@@ -286,6 +287,8 @@ def _stop_with_parent() -> None:
     if not named or os.name != "posix":
         return
     signal.signal(signal.SIGTERM, _terminated)
+    # Ctrl-C reaches the whole process group: the parent, which owns the run, decides and stops its children
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent, first_ppid = int(named), os.getppid()
 
     def gone() -> bool:
