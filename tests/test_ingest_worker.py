@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -13,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -346,22 +348,30 @@ def test_a_worker_told_to_stop_leaves_its_file_unwritten_and_starts_no_other(
     assert started == []
 
 
-def test_a_child_whose_named_parent_is_gone_stops_itself() -> None:
-    # started through a launcher that stays (so its own parent never changes): the named parent is watched too
-    dead_pid = int(subprocess.check_output([sys.executable, "-c", "import os; print(os.getpid())"]))
+@contextlib.contextmanager
+def _child_reading_its_request(parent: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker child naming ``parent``, its stdin held open (the request never comes); killed at the end."""
     child = subprocess.Popen(
         [sys.executable, "-m", "mtashift.ingest.worker"],
-        stdin=subprocess.PIPE,  # held open: the request never comes
+        stdin=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, worker.PARENT_ENV: str(dead_pid)},
+        env={**os.environ, worker.PARENT_ENV: str(parent)},
     )
     try:
-        assert child.wait(timeout=20) == 128 + signal.SIGTERM
+        yield child
     finally:
         if child.poll() is None:
             child.kill()
         assert child.stdin is not None
         child.stdin.close()
+        child.wait()
+
+
+def test_a_child_whose_named_parent_is_gone_stops_itself() -> None:
+    # started through a launcher that stays (so its own parent never changes): the named parent is watched too
+    dead_pid = int(subprocess.check_output([sys.executable, "-c", "import os; print(os.getpid())"]))
+    with _child_reading_its_request(dead_pid) as child:
+        assert child.wait(timeout=20) == 128 + signal.SIGTERM
 
 
 def _ignores(pid: int, sig: int) -> bool:
@@ -373,13 +383,7 @@ def _ignores(pid: int, sig: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads signal masks from /proc")
 def test_a_child_leaves_ctrl_c_to_its_parent_and_ends_on_sigterm() -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-m", "mtashift.ingest.worker"],
-        stdin=subprocess.PIPE,  # held open: still reading its request
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, worker.PARENT_ENV: str(os.getpid())},
-    )
-    try:
+    with _child_reading_its_request(os.getpid()) as child:
         deadline = time.monotonic() + 20
         while not _ignores(child.pid, signal.SIGINT) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -388,8 +392,3 @@ def test_a_child_leaves_ctrl_c_to_its_parent_and_ends_on_sigterm() -> None:
         assert child.poll() is None
         child.terminate()  # what the parent does
         assert child.wait(timeout=20) == 128 + signal.SIGTERM
-    finally:
-        if child.poll() is None:
-            child.kill()
-        assert child.stdin is not None
-        child.stdin.close()

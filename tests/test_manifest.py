@@ -139,18 +139,22 @@ def test_files_that_start_their_own_worker_are_read_one_at_a_time_outside_the_po
     names = ["acct-big-1.csv", "acct-small-1.csv", "acct-big-2.csv", "acct-small-2.csv", "acct-small-3.csv"]
     for k, name in enumerate(names):
         (root / "pmta" / "n1" / name).write_text(f"e{k},2026-10-01T1{k}:00\n")
-    files = [f for f in landing.scan(root) if f.kind == "pmta"]
     seen: list[tuple[int, int]] = []
-    b = manifest.ingest(
-        kind="pmta",
-        files=files,
-        lake=Lake.at(tmp_path / "lake"),
-        fn=pid_ingest,
-        batch_id="b",
-        workers=2,
-        alone=lambda p: "big" in p.name,
-        progress=lambda i, n: seen.append((i, n)),
-    )
+
+    def ingest(batch_id: str) -> pl.DataFrame:
+        seen.clear()
+        return manifest.ingest(
+            kind="pmta",
+            files=[f for f in landing.scan(root) if f.kind == "pmta"],
+            lake=Lake.at(tmp_path / "lake"),
+            fn=pid_ingest,
+            batch_id=batch_id,
+            workers=2,
+            alone=lambda p: "big" in p.name,
+            progress=lambda i, n: seen.append((i, n)),
+        )
+
+    b = ingest("b")
     pid = {Path(r["path"]).name: json.loads(r["detail"])["pid"] for r in b.iter_rows(named=True)}
     assert b.get_column("status").to_list() == ["loaded"] * 5
     assert b.get_column("rows").to_list() == [1] * 5  # each result with its own file
@@ -161,17 +165,7 @@ def test_files_that_start_their_own_worker_are_read_one_at_a_time_outside_the_po
     # one file left for the pool is read here too, and counted
     (root / "pmta" / "n1" / "acct-big-3.csv").write_text("e8,2026-10-02T10:00\n")
     (root / "pmta" / "n1" / "acct-small-4.csv").write_text("e9,2026-10-02T11:00\n")
-    seen.clear()
-    b = manifest.ingest(
-        kind="pmta",
-        files=[f for f in landing.scan(root) if f.kind == "pmta"],
-        lake=Lake.at(tmp_path / "lake"),
-        fn=pid_ingest,
-        batch_id="c",
-        workers=2,
-        alone=lambda p: "big" in p.name,
-        progress=lambda i, n: seen.append((i, n)),
-    )
+    b = ingest("c")
     assert b.select("path", "status").rows() == [
         ("pmta/n1/acct-big-3.csv", "loaded"),
         ("pmta/n1/acct-small-4.csv", "loaded"),
