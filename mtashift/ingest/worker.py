@@ -240,9 +240,9 @@ def _decode(value: Any) -> Any:
 
 
 def main() -> None:
+    _stop_with_parent()  # before the imports, which take a second: Ctrl-C meanwhile is the parent's too
     from mtashift.ingest.run import IN_PROCESS
 
-    _stop_with_parent()
     request = json.loads(sys.stdin.read())
     _WORKING.set()
     raise_if_stopping()
