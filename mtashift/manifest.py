@@ -213,32 +213,30 @@ def ingest(
             results = batch([(f.path, rel, ev, q, kw) for _fn, f, rel, ev, q, kw in jobs])
             if progress:
                 progress(len(jobs), len(jobs))
-        elif workers > 1 and len(jobs) > 1:
+        else:
+            # read here: files that start their own worker (one at a time), and everything when a pool
+            # would not pay; the rest in a pool of `workers` processes
             solo = {i for i, job in enumerate(jobs) if alone is not None and alone(job[1].path)}
+            here = sorted(solo)
             pooled = [i for i in range(len(jobs)) if i not in solo]
+            if workers <= 1 or len(pooled) <= 1:
+                here, pooled = list(range(len(jobs))), []
             by_index: dict[int, dict[str, Any]] = {}
-            for i in sorted(solo):
-                by_index[i] = _run_one(jobs[i])
+
+            def done(i: int, r: dict[str, Any]) -> None:
+                by_index[i] = r
                 if progress:
                     progress(len(by_index), len(jobs))
-            if len(pooled) == 1:
-                by_index[pooled[0]] = _run_one(jobs[pooled[0]])
-                if progress:
-                    progress(len(by_index), len(jobs))
-            elif pooled:
+
+            for i in here:
+                done(i, _run_one(jobs[i]))
+            if pooled:
                 # spawn, not fork: the parent runs polars/Dagster threads, and a forked child can deadlock.
                 ctx = multiprocessing.get_context("spawn")
                 with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                     for i, r in zip(pooled, pool.map(_run_one, [jobs[i] for i in pooled]), strict=True):
-                        by_index[i] = r
-                        if progress:
-                            progress(len(by_index), len(jobs))
+                        done(i, r)
             results = [by_index[i] for i in range(len(jobs))]
-        else:
-            for i, job in enumerate(jobs):
-                results.append(_run_one(job))
-                if progress:
-                    progress(i + 1, len(jobs))
 
     for job, r in zip(jobs, results, strict=True):
         _fn, f, rel, events_out, quarantine_out, _kw = job

@@ -111,7 +111,7 @@ def run_in_worker(kind: str, **kwargs: Any) -> Any:
     return reply["result"]
 
 
-_LIVE: dict[subprocess.Popen[str], threading.Event | None] = {}  # running children -> their call's stop
+_LIVE: dict[subprocess.Popen[str], threading.Event] = {}  # running children of run_in_workers -> its stop
 _LIVE_LOCK = threading.Lock()
 _CALL = threading.local()  # the stop event of the run_in_workers call a pool thread works for
 
@@ -130,12 +130,13 @@ def _spawn(args: list[str], *, input: str) -> subprocess.CompletedProcess[str]:
         errors="replace",  # a native library's stray bytes on stderr must not hide the child's outcome
         env={**os.environ, **WORKER_ENV, PARENT_ENV: str(os.getpid())},
     ) as proc:
-        with _LIVE_LOCK:
-            _LIVE[proc] = stop
-            stopping = stop is not None and stop.is_set()
-        try:
+        if stop is not None:
+            with _LIVE_LOCK:
+                _LIVE[proc] = stop
+                stopping = stop.is_set()
             if stopping:
                 _stop([proc])
+        try:
             stdout, stderr = proc.communicate(input)
         except BaseException:
             _stop([proc])
