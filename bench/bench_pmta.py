@@ -349,7 +349,7 @@ def main() -> None:
             f"in {time.perf_counter() - t:.1f}s"
         )
     size_mb = src.stat().st_size / 2**20
-    # On a shared machine speed drifts between runs: alternate the two and keep each one's fastest run.
+    # On a shared machine speed drifts between runs: the two alternate, so each pair shares its conditions.
     runs: dict[str, list[dict]] = {"baseline": [], "ours": []}
     for _ in range(max(1, args.repeat)):
         runs["baseline"].append(_measure("baseline", src, args.out / "baseline.parquet"))
