@@ -1647,8 +1647,8 @@ def _map_events(df: pl.DataFrame, h: _Header) -> pl.DataFrame:
     src = tc.u if tc is not None else (t if t is not None else _nulls(n, pl.String))
     # polars drops a BOM that opens its buffer, so a line's leading BOM must not count where a block's
     # boundary falls elsewhere (a BOM-only line is then `missing_type` wherever it lies)
-    v = pl.col("v").str.strip_chars_start("\ufeff").str.strip_chars()
-    raw_u = _ev(src, pl.when(v != "").then(v))
+    stripped = pl.col("v").str.strip_chars_start("\ufeff").str.strip_chars()
+    raw_u = _ev(src, pl.when(stripped != "").then(stripped))
     lower_u = raw_u.str.to_lowercase()
     event_u = lower_u.replace_strict(PMTA_RECORD_TYPES, default="other", return_dtype=pl.String)
     is_r = _rows(tc, lower_u == "r").fill_null(False)

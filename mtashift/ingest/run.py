@@ -123,7 +123,7 @@ def ingest_kumo_batch(jobs: list[BatchJob]) -> list[dict[str, Any]]:
     return results
 
 
-def _ingest_kumo_batch_here(jobs: list[BatchJob], *, one_at_a_time: bool = False) -> list[dict[str, Any]]:
+def _ingest_kumo_batch_here(jobs: list[BatchJob], *, single_thread: bool = False) -> list[dict[str, Any]]:
     from mtashift.ingest.kumo import KumoFileJob, ingest_kumo_files_reporting
 
     kumo_jobs = [
@@ -138,7 +138,7 @@ def _ingest_kumo_batch_here(jobs: list[BatchJob], *, one_at_a_time: bool = False
     ]
     results = (
         ingest_kumo_files_reporting(kumo_jobs, workers=1, threads=1)
-        if one_at_a_time
+        if single_thread
         else ingest_kumo_files_reporting(kumo_jobs)
     )
     return [
@@ -150,7 +150,7 @@ def _worker_kumo_batch(jobs: list[BatchJob]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for job in jobs:  # file by file, so that a worker told to stop starts no further file
         raise_if_stopping()
-        results += _ingest_kumo_batch_here([job], one_at_a_time=True)
+        results += _ingest_kumo_batch_here([job], single_thread=True)
     return results
 
 
