@@ -565,8 +565,8 @@ def main() -> None:
         print(f"segments: {seg_dir} ({comp / 2**20:.0f} MiB compressed)")
         for d in ("out_baseline", "out_ours"):
             shutil.rmtree(work / d, ignore_errors=True)
-        # On a shared machine a single pair of runs is noisy; alternating and keeping the best of each
-        # compares the two under similar conditions.
+        # On a shared machine a single pair of runs is noisy: the two alternate, so each pair shares its
+        # conditions.
         base, ours = {}, {}
         peaks: dict[str, int] = {}  # memory is judged by the worst run, time by the best
         pairs: list[tuple[float, float]] = []  # (wall, CPU) ratio of runs made back to back

@@ -378,8 +378,9 @@ def main() -> None:
     )
     # Each pair ran back to back, under much the same host conditions, so the median pair is the headline:
     # the best of each alone can pair a fast spell of one with a slow spell of the other.
-    pairs = sorted(o["seconds"] / b["seconds"] for b, o in zip(runs["baseline"], runs["ours"], strict=True))
-    cpu_pairs = sorted(o["cpu"] / b["cpu"] for b, o in zip(runs["baseline"], runs["ours"], strict=True))
+    back_to_back = list(zip(runs["baseline"], runs["ours"], strict=True))
+    pairs = sorted(o["seconds"] / b["seconds"] for b, o in back_to_back)
+    cpu_pairs = [o["cpu"] / b["cpu"] for b, o in back_to_back]
     print(
         f"ratio (b)/(a): {median(pairs):.2f} (median of {len(pairs)} back-to-back pairs: "
         f"{' '.join(f'{r:.2f}' for r in pairs)}); best of each {ratio:.2f}"
